@@ -1,0 +1,50 @@
+/*
+ * core.h - what every core/ module shares: the global lock order, the time
+ * source, and the conventions of the storage engine.
+ *
+ * core/ is a library that takes paths and bytes. It never includes a FUSE
+ * header: fs/ maps file operations onto it, replication/ will be another
+ * client of it, and test/unit/ links it without libfuse.
+ *
+ * Errors: every function returns 0 (or a byte/record count) on success and a
+ * negative errno on failure. errno itself is never read by a caller.
+ *
+ * Lock order (take left before right, never the reverse):
+ *
+ *     mq->lock  ->  topic->lock  ->  part->lock  ->  commit->lock
+ *
+ * mq->lock guards the topic table, topic->lock a topic's config, partition
+ * array and groups, part->lock a partition's segment list and its active
+ * segment's tail, commit->lock the group-commit queue. Segments have no lock:
+ * a sealed segment is immutable and is read with pread() by whoever holds a
+ * reference (seg_ref); the active segment's length fields are guarded by the
+ * lock of the partition that owns it.
+ */
+#ifndef MQ_CORE_H
+#define MQ_CORE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "mqfs writes its on-disk formats in host order and requires little-endian"
+#endif
+
+/* Upper bounds that size arrays and inode numbers (fs/ino.h). */
+#define MQ_MAX_PARTITIONS 1024
+#define MQ_NAME_MAX 200
+
+/* Wall-clock milliseconds since the epoch: message timestamps, retention. */
+int64_t mq_now_ms(void);
+/* Monotonic milliseconds: deadlines and timeouts. */
+int64_t mq_mono_ms(void);
+
+/*
+ * Topic and group names: 1..MQ_NAME_MAX bytes of [A-Za-z0-9._-], not starting
+ * with '.'. Everything that becomes a path component in DATA_DIR passes here.
+ * Returns 0 or -EINVAL.
+ */
+int mq_name_check(const char *name);
+
+#endif

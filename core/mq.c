@@ -1,0 +1,319 @@
+/*
+ * mq.c - the topic table, DATA_DIR ownership, the retention thread.
+ */
+#define _GNU_SOURCE
+#include "mq.h"
+#include "commit.h"
+#include "core.h"
+#include "io.h"
+#include "topic.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RETAIN_EVERY_MS 1000
+
+struct mq {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* wakes the janitor to stop */
+	char dir[PATH_MAX];		/* DATA_DIR; immutable */
+	char topics[PATH_MAX];		/* DATA_DIR/topics; immutable */
+	struct cfg_node opts;		/* immutable */
+	int lock_fd;			/* flock'ed DATA_DIR/.lock */
+	struct topic **by_id;		/* index = id, NULL = none; lock */
+	uint32_t nids;			/* next id; lock */
+	uint32_t cap;			/* lock */
+	struct commit *commit;		/* NULL until mq_start */
+	pthread_t janitor;
+	int started, stop;		/* stop: lock */
+};
+
+static int add_topic(struct mq *m, struct topic *t)
+{
+	if (m->nids == m->cap) {
+		uint32_t cap = m->cap ? m->cap * 2 : 64;
+		struct topic **n = realloc(m->by_id, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		memset(n + m->cap, 0, (cap - m->cap) * sizeof(*n));
+		m->by_id = n;
+		m->cap = cap;
+	}
+	m->by_id[m->nids++] = t;
+	return 0;
+}
+
+static int topic_dir(const struct mq *m, const char *name, char *buf)
+{
+	return snprintf(buf, PATH_MAX, "%s/%s", m->topics, name) >= PATH_MAX ?
+	       -ENAMETOOLONG : 0;
+}
+
+static int load(struct mq *m)
+{
+	struct dirent *de;
+	DIR *d = opendir(m->topics);
+	int rc = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char dir[PATH_MAX], cfg[PATH_MAX + 8];
+		struct topic *t;
+
+		if (mq_name_check(de->d_name) < 0 || topic_dir(m, de->d_name, dir) < 0)
+			continue;
+		snprintf(cfg, sizeof(cfg), "%s/config", dir);
+		if (access(cfg, F_OK) < 0) {
+			/* A creation or deletion that a crash cut short. */
+			fprintf(stderr, "mqfs: removing incomplete topic %s\n", dir);
+			(void)io_rmtree(dir);
+			continue;
+		}
+		rc = topic_open(dir, de->d_name, m->nids, &m->opts.topic, 0, &t);
+		if (rc < 0) {
+			fprintf(stderr, "mqfs: cannot open topic %s: %s\n", dir, strerror(-rc));
+			break;
+		}
+		rc = add_topic(m, t);
+		if (rc < 0) {
+			topic_unref(t);
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+int mq_open(const char *dir, const struct cfg_node *o, struct mq **out)
+{
+	struct mq *m = calloc(1, sizeof(*m));
+	char lock[PATH_MAX + 8];
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	m->opts = *o;
+	m->lock_fd = -1;
+	m->nids = 1;	/* id 0 is "no topic" */
+	m->cap = 0;
+	if (snprintf(m->dir, sizeof(m->dir), "%s", dir) >= (int)sizeof(m->dir) ||
+	    snprintf(m->topics, sizeof(m->topics), "%s/topics", dir) >= (int)sizeof(m->topics)) {
+		rc = -ENAMETOOLONG;
+		goto out_free;
+	}
+	m->by_id = calloc(64, sizeof(*m->by_id));
+	if (!m->by_id) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	m->cap = 64;
+	rc = io_mkdir(m->dir);
+	if (rc == 0)
+		rc = io_mkdir(m->topics);
+	if (rc < 0)
+		goto out_free;
+	snprintf(lock, sizeof(lock), "%s/.lock", m->dir);
+	m->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (m->lock_fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		goto out_free;
+	}
+	rc = load(m);
+	if (rc < 0)
+		goto out_free;
+	*out = m;
+	return 0;
+out_free:
+	mq_close(m);
+	return rc;
+}
+
+static void *janitor_main(void *arg)
+{
+	struct mq *m = arg;
+
+	pthread_mutex_lock(&m->lock);
+	while (!m->stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += RETAIN_EVERY_MS / 1000;
+		pthread_cond_timedwait(&m->cond, &m->lock, &ts);
+		if (m->stop)
+			break;
+		pthread_mutex_unlock(&m->lock);
+		mq_retain(m);
+		pthread_mutex_lock(&m->lock);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+int mq_start(struct mq *m)
+{
+	int rc = commit_start(m->opts.sync_ms, &m->commit);
+
+	if (rc < 0)
+		return rc;
+	rc = -pthread_create(&m->janitor, NULL, janitor_main, m);
+	if (rc == 0)
+		m->started = 1;
+	return rc;
+}
+
+void mq_close(struct mq *m)
+{
+	if (!m)
+		return;
+	if (m->started) {
+		pthread_mutex_lock(&m->lock);
+		m->stop = 1;
+		pthread_cond_signal(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+		pthread_join(m->janitor, NULL);
+	}
+	commit_stop(m->commit);
+	for (uint32_t i = 0; i < m->nids; i++)
+		topic_unref(m->by_id[i]);
+	free(m->by_id);
+	if (m->lock_fd >= 0)
+		close(m->lock_fd);	/* releases the flock */
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+const struct cfg_node *mq_opts(const struct mq *m) { return &m->opts; }
+struct commit *mq_commit(struct mq *m) { return m->commit; }
+const char *mq_dir(const struct mq *m) { return m->dir; }
+
+/* The live topic called name; lock held. */
+static struct topic *find_locked(struct mq *m, const char *name, uint32_t *id)
+{
+	for (uint32_t i = 1; i < m->nids; i++)
+		if (m->by_id[i] && strcmp(topic_name(m->by_id[i]), name) == 0) {
+			if (id)
+				*id = i;
+			return m->by_id[i];
+		}
+	return NULL;
+}
+
+int mq_topic_create(struct mq *m, const char *name)
+{
+	char dir[PATH_MAX];
+	struct topic *t;
+	int rc = mq_name_check(name);
+
+	if (rc == 0)
+		rc = topic_dir(m, name, dir);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->lock);
+	if (find_locked(m, name, NULL)) {
+		rc = -EEXIST;
+		goto out_unlock;
+	}
+	/* Leftovers of a creation that failed half way. */
+	(void)io_rmtree(dir);
+	rc = topic_open(dir, name, m->nids, &m->opts.topic, 1, &t);
+	if (rc < 0) {
+		(void)io_rmtree(dir);
+		goto out_unlock;
+	}
+	rc = add_topic(m, t);
+	if (rc < 0) {
+		(void)topic_destroy(t);
+		topic_unref(t);
+	}
+out_unlock:
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+int mq_topic_delete(struct mq *m, const char *name)
+{
+	struct topic *t;
+	uint32_t id;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	t = find_locked(m, name, &id);
+	if (t)
+		m->by_id[id] = NULL;
+	pthread_mutex_unlock(&m->lock);
+	if (!t)
+		return -ENOENT;
+	rc = topic_destroy(t);
+	topic_unref(t);
+	return rc;
+}
+
+struct topic *mq_topic_find(struct mq *m, const char *name)
+{
+	struct topic *t;
+
+	pthread_mutex_lock(&m->lock);
+	t = find_locked(m, name, NULL);
+	if (t)
+		topic_ref(t);
+	pthread_mutex_unlock(&m->lock);
+	return t;
+}
+
+struct topic *mq_topic_get(struct mq *m, uint32_t id)
+{
+	struct topic *t = NULL;
+
+	pthread_mutex_lock(&m->lock);
+	if (id < m->nids && m->by_id[id]) {
+		t = m->by_id[id];
+		topic_ref(t);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return t;
+}
+
+struct topic *mq_topic_next(struct mq *m, uint32_t after)
+{
+	struct topic *t = NULL;
+
+	pthread_mutex_lock(&m->lock);
+	for (uint32_t i = after + 1; i < m->nids && !t; i++)
+		if (m->by_id[i]) {
+			t = m->by_id[i];
+			topic_ref(t);
+		}
+	pthread_mutex_unlock(&m->lock);
+	return t;
+}
+
+void mq_retain(struct mq *m)
+{
+	int64_t now = mq_now_ms();
+	uint32_t id = 0;
+	struct topic *t;
+
+	while ((t = mq_topic_next(m, id))) {
+		id = topic_id(t);
+		topic_retain(t, now);
+		topic_unref(t);
+	}
+}

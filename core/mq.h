@@ -1,0 +1,60 @@
+/*
+ * mq.h - the storage engine of one node: a DATA_DIR, its topics, and the
+ * background threads (group commit, retention).
+ *
+ * DATA_DIR layout: `.lock` (held with flock while mounted, so two daemons
+ * never share a directory) and `topics/NAME/` (topic.h). Every name is
+ * checked with mq_name_check before it becomes a path.
+ *
+ * Start-up is two steps so that a daemon can report a bad DATA_DIR before
+ * it detaches and still run its threads after fork(): mq_open loads and
+ * recovers everything, mq_start starts the threads.
+ *
+ * Topics get ids (1, 2, ...) in load and creation order; ids are never
+ * reused while the engine runs, so a deleted topic's id cannot name a new
+ * topic of the same name (the FUSE layer builds inode numbers from them).
+ *
+ * Thread safety: every function may be called from any thread once
+ * mq_start returned; mq->lock guards the topic table.
+ *
+ * Ownership: mq_open returns an engine owned by the caller, freed by
+ * mq_close, which must be the last call. Topic lookups return a reference
+ * (topic_unref it).
+ */
+#ifndef MQ_MQ_H
+#define MQ_MQ_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+struct mq;
+struct topic;
+struct commit;
+
+/* Load DATA_DIR dir (created if missing) with node settings *o (copied).
+ * -EBUSY if another daemon holds it; recovery and I/O errors. */
+int mq_open(const char *dir, const struct cfg_node *o, struct mq **out);
+/* Start the commit and retention threads. */
+int mq_start(struct mq *m);
+/* Stop the threads (a last group commit completes every waiting writer),
+ * close every topic, release DATA_DIR. */
+void mq_close(struct mq *m);
+
+const struct cfg_node *mq_opts(const struct mq *m);
+const char *mq_dir(const struct mq *m);
+struct commit *mq_commit(struct mq *m);
+
+/* mkdir: -EINVAL (name), -EEXIST, I/O errors. */
+int mq_topic_create(struct mq *m, const char *name);
+/* rmdir: the topic and all of its data. -ENOENT. */
+int mq_topic_delete(struct mq *m, const char *name);
+struct topic *mq_topic_find(struct mq *m, const char *name);
+struct topic *mq_topic_get(struct mq *m, uint32_t id);
+/* The topic with the smallest id above after, for listings. */
+struct topic *mq_topic_next(struct mq *m, uint32_t after);
+
+/* Run one retention pass now (the janitor thread does it every second). */
+void mq_retain(struct mq *m);
+
+#endif

@@ -1,0 +1,427 @@
+/*
+ * partition.c - segment list, rolling, reads by position, retention.
+ */
+#define _GNU_SOURCE
+#include "partition.h"
+#include "core.h"
+#include "io.h"
+#include "segment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct part {
+	pthread_mutex_t lock;
+	char dir[PATH_MAX];	/* immutable */
+	struct seg **segs;	/* owned refs, oldest first, last = active; lock */
+	uint64_t *spos;		/* byte position of each segment's first byte; lock */
+	size_t nsegs, cap;	/* lock */
+	uint64_t next_off;	/* next offset to assign; lock */
+	uint64_t end_pos;	/* byte position after the last message; lock */
+	uint64_t synced_pos;	/* bytes known durable; lock */
+	int err;		/* sticky -EIO, 0 = healthy; lock */
+	atomic_int queued;	/* on the group-commit list; see commit.c */
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int push_seg(struct part *p, struct seg *s)
+{
+	if (p->nsegs == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 8;
+		struct seg **ns = realloc(p->segs, cap * sizeof(*ns));
+		uint64_t *np;
+
+		if (!ns)
+			return -ENOMEM;
+		p->segs = ns;
+		np = realloc(p->spos, cap * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		p->spos = np;
+		p->cap = cap;
+	}
+	p->spos[p->nsegs] = p->nsegs ? p->spos[p->nsegs - 1] + seg_bytes(p->segs[p->nsegs - 1]) : 0;
+	p->segs[p->nsegs++] = s;
+	return 0;
+}
+
+/* Base offsets of the segments in dir, sorted. Caller frees *out. */
+static int list_bases(const char *dir, uint64_t **out, size_t *n)
+{
+	uint64_t *v = NULL;
+	size_t cnt = 0, cap = 0;
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char *end;
+		unsigned long long b;
+
+		if (strlen(de->d_name) != 24 || strcmp(de->d_name + 20, ".log"))
+			continue;
+		b = strtoull(de->d_name, &end, 10);
+		if (end != de->d_name + 20)
+			continue;
+		if (cnt == cap) {
+			uint64_t *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[cnt++] = b;
+	}
+	closedir(d);
+	if (cnt > 1)
+		qsort(v, cnt, sizeof(*v), cmp_u64);
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int part_open(const char *dir, struct part **out)
+{
+	struct part *p = calloc(1, sizeof(*p));
+	uint64_t *bases = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	if (snprintf(p->dir, sizeof(p->dir), "%s", dir) >= (int)sizeof(p->dir)) {
+		rc = -ENAMETOOLONG;
+		goto out_free;
+	}
+	rc = io_mkdir(dir);
+	if (rc < 0)
+		goto out_free;
+	rc = list_bases(dir, &bases, &n);
+	if (rc < 0)
+		goto out_free;
+	for (size_t i = 0; i < n; i++) {
+		struct seg *s;
+
+		/* Only the last segment can have a torn tail: the others were
+		 * sealed, and synced when sealed (except with sync=none). */
+		rc = seg_open(dir, bases[i], i + 1 == n, &s);
+		if (rc < 0)
+			goto out_free;
+		if (p->nsegs && seg_base(s) != p->next_off)
+			fprintf(stderr, "mqfs: %s: segment %" PRIu64 " does not follow offset %" PRIu64 "\n",
+				dir, seg_base(s), p->next_off);
+		rc = push_seg(p, s);
+		if (rc < 0) {
+			seg_unref(s);
+			goto out_free;
+		}
+		p->next_off = seg_base(s) + seg_count(s);
+	}
+	if (p->nsegs == 0) {
+		struct seg *s;
+
+		rc = seg_create(dir, 0, &s);
+		if (rc < 0)
+			goto out_free;
+		rc = push_seg(p, s);
+		if (rc < 0) {
+			seg_unref(s);
+			goto out_free;
+		}
+		/* The new segment's name must survive a crash before any data. */
+		(void)io_sync_dir(dir);
+	}
+	p->end_pos = p->spos[p->nsegs - 1] + seg_bytes(p->segs[p->nsegs - 1]);
+	p->synced_pos = p->end_pos;
+	free(bases);
+	*out = p;
+	return 0;
+out_free:
+	free(bases);
+	part_close(p);
+	return rc;
+}
+
+void part_close(struct part *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->nsegs; i++)
+		seg_unref(p->segs[i]);
+	free(p->segs);
+	free(p->spos);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+/* Seal the active segment and start a new one at next_off. part->lock held. */
+static int roll(struct part *p, int sync_seal)
+{
+	struct seg *s;
+	int rc;
+
+	if (sync_seal) {
+		rc = seg_sync(p->segs[p->nsegs - 1]);
+		if (rc < 0)
+			return rc;
+	}
+	rc = seg_create(p->dir, p->next_off, &s);
+	if (rc < 0)
+		return rc;
+	rc = push_seg(p, s);
+	if (rc < 0) {
+		seg_remove(s);
+		seg_unref(s);
+		return rc;
+	}
+	if (sync_seal)
+		(void)io_sync_dir(p->dir);
+	return 0;
+}
+
+int part_append(struct part *p, const char *buf, size_t len, int64_t ts_ms,
+		uint64_t segment_bytes, int sync_seal)
+{
+	struct seg *act;
+	uint64_t before;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	rc = p->err;
+	if (rc < 0)
+		goto out_unlock;
+	act = p->segs[p->nsegs - 1];
+	if (seg_bytes(act) > 0 && seg_bytes(act) + len > segment_bytes) {
+		rc = roll(p, sync_seal);
+		if (rc == -EIO)
+			p->err = -EIO;
+		if (rc < 0)
+			goto out_unlock;
+		act = p->segs[p->nsegs - 1];
+	}
+	before = seg_count(act);
+	rc = seg_append(act, buf, len, ts_ms);
+	if (rc < 0)
+		goto out_unlock;
+	p->next_off += seg_count(act) - before;
+	p->end_pos += len;
+out_unlock:
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+int part_sync(struct part *p)
+{
+	struct seg *act;
+	uint64_t target;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	rc = p->err;
+	if (rc < 0 || p->synced_pos == p->end_pos) {
+		pthread_mutex_unlock(&p->lock);
+		return rc;
+	}
+	/* Sealed segments were synced by roll(); only the active one is dirty. */
+	act = p->segs[p->nsegs - 1];
+	seg_ref(act);
+	target = p->end_pos;
+	pthread_mutex_unlock(&p->lock);
+
+	rc = seg_sync(act);
+	seg_unref(act);
+
+	pthread_mutex_lock(&p->lock);
+	if (rc < 0)
+		p->err = -EIO;
+	else if (target > p->synced_pos)
+		p->synced_pos = target;
+	rc = p->err;
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+int part_error(struct part *p)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	rc = p->err;
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+int part_set_queued(struct part *p, int queued)
+{
+	return atomic_exchange(&p->queued, queued);
+}
+
+void part_stat(struct part *p, struct part_stat *st)
+{
+	pthread_mutex_lock(&p->lock);
+	st->first = seg_base(p->segs[0]);
+	st->next = p->next_off;
+	st->start_pos = p->spos[0];
+	st->end_pos = p->end_pos;
+	st->segments = (uint32_t)p->nsegs;
+	st->last_ts = seg_last_ts(p->segs[p->nsegs - 1]);
+	if (st->last_ts == 0 && p->nsegs > 1)
+		st->last_ts = seg_last_ts(p->segs[p->nsegs - 2]);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Index of the segment holding byte pos (the last one at the end). lock held. */
+static size_t find_pos(struct part *p, uint64_t pos)
+{
+	size_t lo = 0, hi = p->nsegs - 1;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi + 1) / 2;
+
+		if (p->spos[mid] <= pos)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+int part_pos(struct part *p, uint64_t off, uint64_t *pos)
+{
+	struct seg_entry e;
+	struct seg *s;
+	uint64_t base;
+	size_t lo, hi;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	if (off >= p->next_off) {
+		*pos = p->end_pos;
+		pthread_mutex_unlock(&p->lock);
+		return 0;
+	}
+	if (off <= seg_base(p->segs[0])) {
+		*pos = p->spos[0];
+		pthread_mutex_unlock(&p->lock);
+		return 0;
+	}
+	lo = 0;
+	hi = p->nsegs - 1;
+	while (lo < hi) {
+		size_t mid = (lo + hi + 1) / 2;
+
+		if (seg_base(p->segs[mid]) <= off)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	s = p->segs[lo];
+	base = p->spos[lo];
+	if (off - seg_base(s) >= seg_count(s)) {
+		/* In a gap left by a damaged segment: the next one's start. */
+		*pos = lo + 1 < p->nsegs ? p->spos[lo + 1] : p->end_pos;
+		pthread_mutex_unlock(&p->lock);
+		return 0;
+	}
+	seg_ref(s);
+	pthread_mutex_unlock(&p->lock);
+	rc = seg_entry(s, off - seg_base(s), &e);
+	seg_unref(s);
+	if (rc == 0)
+		*pos = base + e.pos;
+	return rc;
+}
+
+ssize_t part_read(struct part *p, uint64_t pos, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		struct seg *s;
+		uint64_t rel, avail;
+		size_t i, want;
+		ssize_t n;
+
+		pthread_mutex_lock(&p->lock);
+		if (pos < p->spos[0])
+			pos = p->spos[0];
+		if (pos >= p->end_pos) {
+			pthread_mutex_unlock(&p->lock);
+			break;
+		}
+		i = find_pos(p, pos);
+		s = p->segs[i];
+		rel = pos - p->spos[i];
+		avail = seg_bytes(s) - rel;
+		seg_ref(s);
+		pthread_mutex_unlock(&p->lock);
+
+		want = len - done < avail ? len - done : (size_t)avail;
+		n = seg_read(s, rel, (char *)buf + done, want);
+		seg_unref(s);
+		if (n < 0)
+			return done ? (ssize_t)done : n;
+		done += (size_t)n;
+		pos += (uint64_t)n;
+		if ((size_t)n < want)
+			break;
+	}
+	return (ssize_t)done;
+}
+
+int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
+		    uint64_t retention_bytes)
+{
+	int64_t freed = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct seg *s = p->segs[0];
+		uint64_t total = p->end_pos - p->spos[0];
+		int expired = retention_ms && seg_count(s) &&
+			      seg_last_ts(s) < now_ms - (int64_t)retention_ms;
+		int too_big = retention_bytes && total - seg_bytes(s) >= retention_bytes &&
+			      seg_bytes(s) > 0;
+
+		if (!expired && !too_big)
+			break;
+		if (p->nsegs == 1) {
+			/* All of the active segment has expired: seal it so
+			 * that it can go, offsets continue in the new one. */
+			if (!expired || p->err)
+				break;
+			rc = roll(p, 0);
+			if (rc < 0)
+				break;
+		}
+		freed += (int64_t)seg_bytes(s);
+		rc = seg_remove(s);
+		seg_unref(s);
+		p->nsegs--;
+		memmove(p->segs, p->segs + 1, p->nsegs * sizeof(*p->segs));
+		memmove(p->spos, p->spos + 1, p->nsegs * sizeof(*p->spos));
+		if (rc < 0)
+			break;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc < 0 && freed == 0 ? rc : freed;
+}

@@ -1,0 +1,93 @@
+/*
+ * partition.h - a partition: an append-only log of messages, stored as a
+ * directory of segments (segment.h), addressed by offset and by byte.
+ *
+ * Offsets count messages from 0 for the first message ever appended and are
+ * never renumbered: retention deletes whole old segments from the front.
+ * Byte positions are the partition's bytes as one stream of lines, counted
+ * from the first byte retained when the partition was opened; the partition
+ * file of the mount shows the retained range [start_pos, end_pos).
+ * Positions are not stored on disk: they only map open files onto segments.
+ *
+ * Durability: part_append returns once the bytes are in the kernel (they
+ * survive kill -9). part_sync makes everything appended so far durable. A
+ * failed sync or a failed roll is sticky: from then on every append and sync
+ * returns -EIO until the partition is opened again, because after a failed
+ * fsync nobody knows which bytes reached the disk.
+ *
+ * Thread safety: every function may be called from any thread. part->lock
+ * guards the segment list and the tail; reads copy a segment reference under
+ * the lock and pread() outside it, so readers never wait for a writer's I/O
+ * except during the list update itself.
+ *
+ * Ownership: part_open returns a partition owned by the caller (its topic),
+ * freed by part_close, which must not race with any other call.
+ */
+#ifndef MQ_PARTITION_H
+#define MQ_PARTITION_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct part;
+
+/* A consistent snapshot of a partition's counters (part_stat). */
+struct part_stat {
+	uint64_t first;		/* oldest retained offset */
+	uint64_t next;		/* next offset to be assigned */
+	uint64_t start_pos;	/* byte position of message `first` */
+	uint64_t end_pos;	/* byte position after the last message */
+	uint32_t segments;
+	int64_t last_ts;	/* ms, timestamp of the newest message; 0 = none */
+};
+
+/* ---- open and close ---- */
+
+/* Open (creating if needed) the partition stored in dir, and recover it:
+ * see seg_open. -errno on failure. */
+int part_open(const char *dir, struct part **out);
+void part_close(struct part *p);
+
+/* ---- append ---- */
+
+/*
+ * Append len bytes of complete lines (each ending '\n', none empty) as
+ * consecutive messages, with timestamp ts_ms. If the active segment holds
+ * data and would grow past segment_bytes, it is sealed first (and synced,
+ * when sync_seal is set) and a new one started. Returns 0; -EIO if the
+ * partition has failed; -errno of the write (nothing appended).
+ */
+int part_append(struct part *p, const char *buf, size_t len, int64_t ts_ms,
+		uint64_t segment_bytes, int sync_seal);
+
+/* Make every message appended before the call durable. 0 or sticky -EIO. */
+int part_sync(struct part *p);
+/* 0, or the sticky error. */
+int part_error(struct part *p);
+/* Set the "queued for group commit" flag; returns its previous value. Owned
+ * by the commit module (commit.h). */
+int part_set_queued(struct part *p, int queued);
+
+/* ---- read ---- */
+
+void part_stat(struct part *p, struct part_stat *st);
+/* Byte position of message off. Offsets before the first retained message
+ * map to start_pos, offsets at or past next to end_pos. */
+int part_pos(struct part *p, uint64_t off, uint64_t *pos);
+/* Copy up to len bytes from byte position pos (clamped to start_pos) into
+ * buf. Returns the bytes copied, 0 at the end, or -errno. */
+ssize_t part_read(struct part *p, uint64_t pos, void *buf, size_t len);
+
+/* ---- maintenance ---- */
+
+/*
+ * Delete whole segments from the front: those whose newest message is older
+ * than retention_ms (0 = no time limit), and those that the partition can
+ * lose while keeping at least retention_bytes (0 = no size limit). The active
+ * segment is sealed and deleted too once all of it has expired. Returns the
+ * number of bytes deleted, or -errno.
+ */
+int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
+		    uint64_t retention_bytes);
+
+#endif

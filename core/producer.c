@@ -1,0 +1,413 @@
+/*
+ * producer.c - line assembly, routing, batched appends, sync policy.
+ */
+#define _GNU_SOURCE
+#include "producer.h"
+#include "config.h"
+#include "partition.h"
+#include "topic.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+struct prod {
+	pthread_mutex_t lock;		/* serializes writes on one file */
+	struct topic *t;		/* a reference; immutable */
+	struct commit *commit;		/* borrowed; immutable */
+	int part;			/* target partition, -1 = route by key */
+	uint64_t rr;			/* next keyless slot; lock */
+	char *partial;			/* last line so far, no '\n'; lock */
+	size_t plen, pcap;		/* lock; plen <= max_message */
+	int refused;			/* a line was refused: EMSGSIZE for good; lock */
+	uint64_t wrote[MQ_MAX_PARTITIONS / 64];	/* partitions appended to; lock */
+};
+
+struct line {
+	const char *p;
+	uint32_t len;		/* without '\n' */
+	uint32_t part;
+};
+
+/* Per-thread batch space: freed by the key destructor when a thread ends. */
+struct scratch {
+	struct line *lines;
+	size_t lcap;
+	char *buf;
+	size_t bcap;
+	size_t pbytes[MQ_MAX_PARTITIONS];	/* bytes routed to each partition */
+	size_t pfill[MQ_MAX_PARTITIONS];	/* copy cursor per partition */
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+	struct scratch *s = p;
+
+	free(s->lines);
+	free(s->buf);
+	free(s);
+}
+
+static void scratch_init(void)
+{
+	(void)pthread_key_create(&scratch_key, scratch_free);
+}
+
+static struct scratch *scratch_get(size_t nlines, size_t bytes)
+{
+	struct scratch *s;
+
+	pthread_once(&scratch_once, scratch_init);
+	s = pthread_getspecific(scratch_key);
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s || pthread_setspecific(scratch_key, s)) {
+			free(s);
+			return NULL;
+		}
+	}
+	if (s->lcap < nlines) {
+		struct line *l = realloc(s->lines, nlines * sizeof(*l));
+
+		if (!l)
+			return NULL;
+		s->lines = l;
+		s->lcap = nlines;
+	}
+	if (s->bcap < bytes) {
+		char *b = realloc(s->buf, bytes);
+
+		if (!b)
+			return NULL;
+		s->buf = b;
+		s->bcap = bytes;
+	}
+	return s;
+}
+
+int prod_open(struct topic *t, int part, struct commit *c, struct prod **out)
+{
+	struct prod *pr = calloc(1, sizeof(*pr));
+
+	if (!pr)
+		return -ENOMEM;
+	pthread_mutex_init(&pr->lock, NULL);
+	topic_ref(t);
+	pr->t = t;
+	pr->commit = c;
+	pr->part = part;
+	pr->rr = topic_rr_start(t);
+	*out = pr;
+	return 0;
+}
+
+void prod_close(struct prod *pr)
+{
+	if (!pr)
+		return;
+	topic_unref(pr->t);
+	free(pr->partial);
+	pthread_mutex_destroy(&pr->lock);
+	free(pr);
+}
+
+static void finish(struct prod_req *rq, ssize_t result)
+{
+	rq->done(rq, result);
+}
+
+static void commit_done(struct commit_wait *w)
+{
+	struct prod_req *rq = (struct prod_req *)((char *)w - offsetof(struct prod_req, w));
+	struct topic *t = rq->t;
+	ssize_t result = rq->result;
+
+	for (uint32_t i = 0; i < MQ_MAX_PARTITIONS; i++)
+		if ((rq->touched[i / 64] >> (i % 64)) & 1 && part_error(topic_part(t, i)) < 0)
+			result = -EIO;
+	rq->t = NULL;
+	rq->done(rq, result);	/* may free rq */
+	topic_unref(t);
+}
+
+/*
+ * Make the appends of rq durable as c->sync says, then finish with result.
+ */
+static void settle(struct prod *pr, const struct cfg_topic *c,
+		   struct prod_req *rq, ssize_t result)
+{
+	struct topic *t = pr->t;
+	uint64_t any = 0;
+
+	for (size_t i = 0; i < MQ_MAX_PARTITIONS / 64; i++)
+		any |= rq->touched[i];
+	if (c->sync == CFG_SYNC_NONE || !any) {
+		finish(rq, result);
+		return;
+	}
+	if (c->sync == CFG_SYNC_ALWAYS) {
+		for (uint32_t i = 0; i < MQ_MAX_PARTITIONS; i++)
+			if ((rq->touched[i / 64] >> (i % 64)) & 1 &&
+			    part_sync(topic_part(t, i)) < 0)
+				result = -EIO;
+		finish(rq, result);
+		return;
+	}
+	for (uint32_t i = 0; i < MQ_MAX_PARTITIONS; i++)
+		if ((rq->touched[i / 64] >> (i % 64)) & 1)
+			commit_dirty(pr->commit, topic_part(t, i));
+	topic_ref(t);
+	rq->t = t;
+	rq->result = result;
+	rq->w.done = commit_done;
+	commit_wait(pr->commit, &rq->w);
+}
+
+static uint32_t route(struct prod *pr, const char *p, size_t len, uint32_t n)
+{
+	const char *tab;
+
+	if (pr->part >= 0)
+		return (uint32_t)pr->part;
+	tab = memchr(p, '\t', len);
+	if (tab && tab > p)
+		return (uint32_t)(XXH3_64bits(p, (size_t)(tab - p)) % n);
+	return (uint32_t)(pr->rr++ % n);
+}
+
+/*
+ * Append the nl lines in s->lines, grouped by partition. Lines that all go
+ * to one partition and lie back to back in one buffer are appended from it
+ * directly; otherwise they are copied into s->buf partition by partition.
+ */
+static int append_lines(struct prod *pr, const struct cfg_topic *c,
+			struct scratch *s, size_t nl, struct prod_req *rq)
+{
+	struct topic *t = pr->t;
+	uint32_t n = topic_nparts(t), first = s->lines[0].part;
+	int one = 1, contiguous = 1;
+	size_t total = 0, off = 0;
+	int64_t now = mq_now_ms();
+	int rc = 0;
+
+	for (size_t i = 0; i < nl; i++) {
+		one &= s->lines[i].part == first;
+		if (i && s->lines[i].p != s->lines[i - 1].p + s->lines[i - 1].len + 1)
+			contiguous = 0;
+		total += s->lines[i].len + 1;
+	}
+	if (c->max_bytes && c->overflow == CFG_OVERFLOW_REJECT &&
+	    topic_bytes(t) + total > c->max_bytes)
+		return -ENOSPC;
+	if (one && contiguous) {
+		rc = part_append(topic_part(t, first), s->lines[0].p, total, now,
+				 c->segment_bytes, c->sync != CFG_SYNC_NONE);
+		if (rc == 0) {
+			topic_bytes_add(t, (int64_t)total);
+			rq->touched[first / 64] |= 1ull << (first % 64);
+		}
+		return rc;
+	}
+	memset(s->pbytes, 0, n * sizeof(s->pbytes[0]));
+	for (size_t i = 0; i < nl; i++)
+		s->pbytes[s->lines[i].part] += s->lines[i].len + 1;
+	for (uint32_t p = 0; p < n; p++) {
+		s->pfill[p] = off;
+		off += s->pbytes[p];
+	}
+	for (size_t i = 0; i < nl; i++) {
+		struct line *l = &s->lines[i];
+
+		memcpy(s->buf + s->pfill[l->part], l->p, l->len);
+		s->buf[s->pfill[l->part] + l->len] = '\n';
+		s->pfill[l->part] += l->len + 1;
+	}
+	off = 0;
+	for (uint32_t p = 0; p < n; p++) {
+		if (!s->pbytes[p])
+			continue;
+		rc = part_append(topic_part(t, p), s->buf + off, s->pbytes[p], now,
+				 c->segment_bytes, c->sync != CFG_SYNC_NONE);
+		if (rc < 0)
+			break;
+		topic_bytes_add(t, (int64_t)s->pbytes[p]);
+		rq->touched[p / 64] |= 1ull << (p % 64);
+		off += s->pbytes[p];
+	}
+	return rc;
+}
+
+/* Room for a whole line of max_message bytes plus its '\n'. lock held. */
+static int partial_room(struct prod *pr, uint64_t max_message)
+{
+	char *np;
+
+	if (pr->pcap >= max_message + 1)
+		return 0;
+	np = realloc(pr->partial, max_message + 1);
+	if (!np)
+		return -ENOMEM;
+	pr->partial = np;
+	pr->pcap = max_message + 1;
+	return 0;
+}
+
+static void add_line(struct prod *pr, struct scratch *s, size_t *nlines,
+		     const char *p, size_t len, uint32_t n)
+{
+	struct line *l = &s->lines[(*nlines)++];
+
+	l->p = p;
+	l->len = (uint32_t)len;
+	l->part = route(pr, p, len, n);
+}
+
+void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *rq)
+{
+	const char *p = buf, *end = buf + len, *nl, *tail = NULL;
+	size_t nlines = 0, tail_len = 0;
+	int rc, clear_partial = 0;
+	struct cfg_topic c;
+	struct scratch *s;
+	uint32_t n;
+
+	memset(rq->touched, 0, sizeof(rq->touched));
+	rc = topic_cfg(pr->t, &c);
+	if (rc < 0) {
+		finish(rq, rc);
+		return;
+	}
+	n = topic_nparts(pr->t);
+	pthread_mutex_lock(&pr->lock);
+	s = scratch_get(len / 2 + 2, len + pr->plen + 1);
+	rc = s ? partial_room(pr, c.max_message) : -ENOMEM;
+	if (rc < 0)
+		goto out_err;
+	if (pr->refused) {
+		rc = -EMSGSIZE;
+		goto out_err;
+	}
+	if (pr->plen) {
+		size_t piece;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		piece = (size_t)((nl ? nl : end) - p);
+		if (pr->plen + piece > c.max_message) {
+			pr->plen = 0;
+			pr->refused = 1;
+			rc = -EMSGSIZE;
+			goto out_err;
+		}
+		memcpy(pr->partial + pr->plen, p, piece);
+		if (!nl) {
+			pr->plen += piece;
+			goto out_all;
+		}
+		/* Lines are appended with their '\n' (partial has room). */
+		pr->partial[pr->plen + piece] = '\n';
+		add_line(pr, s, &nlines, pr->partial, pr->plen + piece, n);
+		clear_partial = 1;
+		p = nl + 1;
+	}
+	while (p < end) {
+		size_t l;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		l = (size_t)((nl ? nl : end) - p);
+		if (l > c.max_message) {
+			if (p > buf)
+				break;	/* short write: the retry gets the error */
+			pr->refused = 1;
+			rc = -EMSGSIZE;
+			goto out_err;
+		}
+		if (!nl) {
+			tail = p;
+			tail_len = l;
+			p = end;
+			break;
+		}
+		if (l)
+			add_line(pr, s, &nlines, p, l, n);
+		p = nl + 1;
+	}
+	if (nlines) {
+		rc = append_lines(pr, &c, s, nlines, rq);
+		if (rc < 0)
+			goto out_err;
+	}
+	if (clear_partial)
+		pr->plen = 0;
+	if (tail) {
+		/* After the append: the partial buffer may have been a line. */
+		memcpy(pr->partial, tail, tail_len);
+		pr->plen = tail_len;
+	}
+	for (size_t i = 0; i < MQ_MAX_PARTITIONS / 64; i++)
+		pr->wrote[i] |= rq->touched[i];
+	pthread_mutex_unlock(&pr->lock);
+	settle(pr, &c, rq, p - buf);
+	return;
+out_all:
+	pthread_mutex_unlock(&pr->lock);
+	finish(rq, (ssize_t)len);
+	return;
+out_err:
+	pthread_mutex_unlock(&pr->lock);
+	finish(rq, rc);
+}
+
+void prod_flush(struct prod *pr, struct prod_req *rq)
+{
+	struct cfg_topic c;
+	struct scratch *s;
+	int rc;
+
+	memset(rq->touched, 0, sizeof(rq->touched));
+	pthread_mutex_lock(&pr->lock);
+	if (!pr->plen || pr->refused) {
+		pthread_mutex_unlock(&pr->lock);
+		finish(rq, 0);
+		return;
+	}
+	rc = topic_cfg(pr->t, &c);
+	s = rc < 0 ? NULL : scratch_get(1, 0);
+	if (!s) {
+		rc = rc < 0 ? rc : -ENOMEM;
+		goto out_err;
+	}
+	/* partial has room for the '\n' (pcap = max_message + 1). */
+	pr->partial[pr->plen] = '\n';
+	s->lines[0].p = pr->partial;
+	s->lines[0].len = (uint32_t)pr->plen;
+	s->lines[0].part = route(pr, pr->partial, pr->plen, topic_nparts(pr->t));
+	rc = append_lines(pr, &c, s, 1, rq);
+	if (rc < 0)
+		goto out_err;
+	pr->plen = 0;
+	pthread_mutex_unlock(&pr->lock);
+	settle(pr, &c, rq, 0);
+	return;
+out_err:
+	pthread_mutex_unlock(&pr->lock);
+	finish(rq, rc);
+}
+
+int prod_error(struct prod *pr)
+{
+	uint64_t wrote[MQ_MAX_PARTITIONS / 64];
+	int rc = 0;
+
+	pthread_mutex_lock(&pr->lock);
+	memcpy(wrote, pr->wrote, sizeof(wrote));
+	pthread_mutex_unlock(&pr->lock);
+	for (uint32_t i = 0; i < MQ_MAX_PARTITIONS && rc == 0; i++)
+		if ((wrote[i / 64] >> (i % 64)) & 1)
+			rc = part_error(topic_part(pr->t, i));
+	return rc;
+}

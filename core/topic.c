@@ -1,0 +1,522 @@
+/*
+ * topic.c - settings, partitions, groups and offset commits of a topic.
+ */
+#define _GNU_SOURCE
+#include "topic.h"
+#include "core.h"
+#include "group.h"
+#include "io.h"
+#include "partition.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct topic {
+	atomic_int refs;
+	pthread_mutex_t lock;
+	uint32_t id;				/* immutable */
+	char name[MQ_NAME_MAX + 1];		/* immutable */
+	char dir[PATH_MAX];			/* immutable */
+	struct cfg_topic cfg;			/* lock */
+	/* parts[i] for i < nparts never changes once nparts covers it. */
+	struct part *parts[MQ_MAX_PARTITIONS];
+	_Atomic uint32_t nparts;		/* written under lock */
+	struct cg **groups;			/* owned refs; lock */
+	size_t ngroups, gcap;			/* lock */
+	uint32_t next_gid;			/* ids are never reused; lock */
+	int deleted;				/* lock */
+	_Atomic int64_t bytes;			/* retained bytes, all partitions */
+	atomic_uint_fast64_t rr;		/* keyless spreading, see topic_rr_start */
+};
+
+static int path(char *buf, const struct topic *t, const char *a, const char *b)
+{
+	int n = b ? snprintf(buf, PATH_MAX, "%s/%s/%s", t->dir, a, b)
+		  : snprintf(buf, PATH_MAX, "%s/%s", t->dir, a);
+
+	return n >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+static int durable(const struct topic *t)
+{
+	return t->cfg.sync != CFG_SYNC_NONE;
+}
+
+static int save_config(struct topic *t, const struct cfg_topic *c)
+{
+	char text[512];
+	int n = cfg_topic_format(c, text, sizeof(text));
+
+	if (n < 0)
+		return n;
+	return io_publish(t->dir, "config", text, (size_t)n, c->sync != CFG_SYNC_NONE);
+}
+
+/* Open partitions [nparts, n). topic->lock held (or not yet shared). */
+static int open_parts(struct topic *t, uint32_t n)
+{
+	for (uint32_t i = atomic_load(&t->nparts); i < n; i++) {
+		char dir[PATH_MAX], idx[16];
+		struct part_stat st;
+		int rc;
+
+		snprintf(idx, sizeof(idx), "%" PRIu32, i);
+		rc = path(dir, t, "parts", idx);
+		if (rc == 0)
+			rc = part_open(dir, &t->parts[i]);
+		if (rc < 0)
+			return rc;
+		part_stat(t->parts[i], &st);
+		atomic_fetch_add(&t->bytes, (int64_t)(st.end_pos - st.start_pos));
+		atomic_store(&t->nparts, i + 1);
+	}
+	return 0;
+}
+
+static int add_group(struct topic *t, struct cg *g)
+{
+	if (t->ngroups == t->gcap) {
+		size_t cap = t->gcap ? t->gcap * 2 : 8;
+		struct cg **ng = realloc(t->groups, cap * sizeof(*ng));
+
+		if (!ng)
+			return -ENOMEM;
+		t->groups = ng;
+		t->gcap = cap;
+	}
+	t->groups[t->ngroups++] = g;
+	return 0;
+}
+
+static int load_groups(struct topic *t)
+{
+	char dir[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int rc = path(dir, t, "groups", NULL);
+
+	if (rc < 0)
+		return rc;
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		char gdir[PATH_MAX];
+		struct cg *g;
+
+		if (mq_name_check(de->d_name) < 0)
+			continue;	/* ".", "..", temp files */
+		rc = path(gdir, t, "groups", de->d_name);
+		if (rc == 0)
+			rc = cg_load(gdir, de->d_name, t->next_gid++, &g);
+		if (rc == 0) {
+			rc = add_group(t, g);
+			if (rc < 0)
+				cg_unref(g);
+		}
+		if (rc < 0)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+
+int topic_open(const char *dir, const char *name, uint32_t id,
+	       const struct cfg_topic *defaults, int create, struct topic **out)
+{
+	struct topic *t = calloc(1, sizeof(*t));
+	char p[PATH_MAX], text[1024];
+	const char *why;
+	ssize_t n;
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	atomic_init(&t->refs, 1);
+	pthread_mutex_init(&t->lock, NULL);
+	t->id = id;
+	t->next_gid = 1;
+	t->cfg = *defaults;
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	if (snprintf(t->dir, sizeof(t->dir), "%s", dir) >= (int)sizeof(t->dir)) {
+		rc = -ENAMETOOLONG;
+		goto out_free;
+	}
+	rc = path(p, t, "config", NULL);
+	if (rc < 0)
+		goto out_free;
+	n = io_read_small(p, text, sizeof(text));
+	if (create && n >= 0) {
+		rc = -EEXIST;
+		goto out_free;
+	}
+	if (!create) {
+		if (n < 0) {
+			rc = (int)n;
+			goto out_free;
+		}
+		rc = cfg_topic_apply(&t->cfg, text, (size_t)n, &why);
+		if (rc < 0) {
+			fprintf(stderr, "mqfs: %s: %s\n", p, why);
+			goto out_free;
+		}
+	}
+	rc = io_mkdir(dir);
+	if (rc == 0 && (rc = path(p, t, "parts", NULL)) == 0)
+		rc = io_mkdir(p);
+	if (rc == 0 && (rc = path(p, t, "groups", NULL)) == 0)
+		rc = io_mkdir(p);
+	if (rc == 0)
+		rc = open_parts(t, t->cfg.partitions);
+	if (rc == 0 && !create)
+		rc = load_groups(t);
+	/* Last: a topic exists once its config does. */
+	if (rc == 0 && create)
+		rc = save_config(t, &t->cfg);
+	if (rc < 0)
+		goto out_free;
+	*out = t;
+	return 0;
+out_free:
+	topic_unref(t);
+	return rc;
+}
+
+void topic_ref(struct topic *t)
+{
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+void topic_unref(struct topic *t)
+{
+	if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (uint32_t i = 0; i < atomic_load(&t->nparts); i++)
+		part_close(t->parts[i]);
+	for (size_t i = 0; i < t->ngroups; i++)
+		cg_unref(t->groups[i]);
+	free(t->groups);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+int topic_destroy(struct topic *t)
+{
+	char p[PATH_MAX];
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	t->deleted = 1;
+	pthread_mutex_unlock(&t->lock);
+	rc = path(p, t, "config", NULL);
+	/* config first: a crash in the middle leaves no half topic behind. */
+	if (rc == 0 && unlink(p) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = io_rmtree(t->dir);
+	return rc;
+}
+
+uint32_t topic_id(const struct topic *t) { return t->id; }
+const char *topic_name(const struct topic *t) { return t->name; }
+
+int topic_cfg(struct topic *t, struct cfg_topic *out)
+{
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	*out = t->cfg;
+	rc = t->deleted ? -ENOENT : 0;
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int topic_config_write(struct topic *t, const char *buf, size_t len,
+		       const char **why)
+{
+	struct cfg_topic nc;
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	nc = t->cfg;
+	rc = t->deleted ? -ENOENT : cfg_topic_apply(&nc, buf, len, why);
+	if (rc < 0)
+		goto out_unlock;
+	/* Partitions first: if that fails, the stored config still says the
+	 * old count, and the opened ones are simply empty. */
+	rc = open_parts(t, nc.partitions);
+	if (rc == 0)
+		rc = save_config(t, &nc);
+	if (rc == 0)
+		t->cfg = nc;
+	else
+		*why = "could not store the new settings";
+out_unlock:
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int topic_config_text(struct topic *t, char *buf, size_t cap)
+{
+	struct cfg_topic c;
+
+	(void)topic_cfg(t, &c);
+	return cfg_topic_format(&c, buf, cap);
+}
+
+uint32_t topic_nparts(struct topic *t)
+{
+	return atomic_load_explicit(&t->nparts, memory_order_acquire);
+}
+
+struct part *topic_part(struct topic *t, uint32_t i)
+{
+	return t->parts[i];
+}
+
+uint64_t topic_bytes(struct topic *t)
+{
+	int64_t b = atomic_load_explicit(&t->bytes, memory_order_relaxed);
+
+	return b > 0 ? (uint64_t)b : 0;
+}
+
+void topic_bytes_add(struct topic *t, int64_t delta)
+{
+	atomic_fetch_add_explicit(&t->bytes, delta, memory_order_relaxed);
+}
+
+uint64_t topic_rr_start(struct topic *t)
+{
+	return atomic_fetch_add_explicit(&t->rr, 1, memory_order_relaxed);
+}
+
+void topic_retain(struct topic *t, int64_t now_ms)
+{
+	struct cfg_topic c;
+	uint32_t n = topic_nparts(t);
+
+	if (topic_cfg(t, &c) < 0)
+		return;
+	if (!c.retention_ms && !c.retention_bytes)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		int64_t freed = part_retain(t->parts[i], now_ms, c.retention_ms,
+					    c.retention_bytes);
+
+		if (freed > 0)
+			topic_bytes_add(t, -freed);
+	}
+}
+
+/* Lag of the group furthest behind on part, 0 without groups. lock held. */
+static uint64_t max_lag(struct topic *t, uint32_t part, const struct part_stat *st)
+{
+	uint64_t lag = 0;
+
+	for (size_t i = 0; i < t->ngroups; i++) {
+		uint64_t c = cg_committed(t->groups[i], part);
+
+		if (c < st->first)
+			c = st->first;
+		if (st->next > c && st->next - c > lag)
+			lag = st->next - c;
+	}
+	return lag;
+}
+
+int topic_stats_text(struct topic *t, char **out, size_t *len)
+{
+	FILE *f = open_memstream(out, len);
+	uint32_t n = topic_nparts(t);
+
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "partition first next messages bytes segments max_lag\n");
+	pthread_mutex_lock(&t->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		struct part_stat st;
+
+		part_stat(t->parts[i], &st);
+		fprintf(f, "%" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+			" %" PRIu32 " %" PRIu64 "\n", i, st.first, st.next,
+			st.next - st.first, st.end_pos - st.start_pos, st.segments,
+			max_lag(t, i, &st));
+	}
+	pthread_mutex_unlock(&t->lock);
+	return fclose(f) == 0 ? 0 : -ENOMEM;
+}
+
+int topic_group_create(struct topic *t, const char *name)
+{
+	uint64_t start[MQ_MAX_PARTITIONS];
+	char dir[PATH_MAX];
+	struct cg *g;
+	uint32_t n;
+	int rc = mq_name_check(name);
+
+	if (rc < 0)
+		return rc;
+	rc = path(dir, t, "groups", name);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&t->lock);
+	rc = t->deleted ? -ENOENT : 0;
+	for (size_t i = 0; rc == 0 && i < t->ngroups; i++)
+		if (strcmp(cg_name(t->groups[i]), name) == 0)
+			rc = -EEXIST;
+	if (rc < 0)
+		goto out_unlock;
+	n = topic_nparts(t);
+	for (uint32_t i = 0; i < n; i++) {
+		struct part_stat st;
+
+		part_stat(t->parts[i], &st);
+		start[i] = st.first;
+	}
+	rc = cg_create(dir, name, t->next_gid, start, n, durable(t), &g);
+	if (rc < 0)
+		goto out_unlock;
+	rc = add_group(t, g);
+	if (rc < 0) {
+		cg_destroy(g);
+		cg_unref(g);
+		goto out_unlock;
+	}
+	t->next_gid++;
+out_unlock:
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int topic_group_delete(struct topic *t, const char *name)
+{
+	struct cg *g = NULL;
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->ngroups; i++)
+		if (strcmp(cg_name(t->groups[i]), name) == 0) {
+			g = t->groups[i];
+			t->groups[i] = t->groups[--t->ngroups];
+			break;
+		}
+	pthread_mutex_unlock(&t->lock);
+	if (!g)
+		return -ENOENT;
+	rc = cg_destroy(g);
+	cg_unref(g);
+	return rc;
+}
+
+struct cg *topic_group_find(struct topic *t, const char *name)
+{
+	struct cg *g = NULL;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->ngroups && !g; i++)
+		if (strcmp(cg_name(t->groups[i]), name) == 0)
+			g = t->groups[i];
+	if (g)
+		cg_ref(g);
+	pthread_mutex_unlock(&t->lock);
+	return g;
+}
+
+struct cg *topic_group_get(struct topic *t, uint32_t gid)
+{
+	struct cg *g = NULL;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->ngroups && !g; i++)
+		if (cg_id(t->groups[i]) == gid)
+			g = t->groups[i];
+	if (g)
+		cg_ref(g);
+	pthread_mutex_unlock(&t->lock);
+	return g;
+}
+
+struct cg *topic_group_next(struct topic *t, uint32_t after)
+{
+	struct cg *g = NULL;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->ngroups; i++) {
+		uint32_t id = cg_id(t->groups[i]);
+
+		if (id > after && (!g || id < cg_id(g)))
+			g = t->groups[i];
+	}
+	if (g)
+		cg_ref(g);
+	pthread_mutex_unlock(&t->lock);
+	return g;
+}
+
+int topic_commit(struct topic *t, struct cg *g, uint32_t part,
+		 const char *buf, size_t len)
+{
+	struct part_stat st;
+	char text[32], *end;
+	unsigned long long v;
+	int relative = 0;
+	size_t i = 0;
+
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' ' ||
+		       buf[len - 1] == '\t' || buf[len - 1] == '\r'))
+		len--;
+	while (i < len && (buf[i] == ' ' || buf[i] == '\t'))
+		i++;
+	if (i < len && buf[i] == '+') {
+		relative = 1;
+		i++;
+	}
+	if (i == len || len - i >= sizeof(text) || buf[i] < '0' || buf[i] > '9')
+		return -EINVAL;
+	memcpy(text, buf + i, len - i);
+	text[len - i] = '\0';
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	if (part >= topic_nparts(t))
+		return -ENOENT;
+	part_stat(t->parts[part], &st);
+	return cg_commit(g, part, v, relative, st.next, durable(t));
+}
+
+int topic_group_pos(struct topic *t, struct cg *g, uint32_t part, uint64_t *pos)
+{
+	return part_pos(t->parts[part], cg_committed(g, part), pos);
+}
+
+int topic_group_stats_text(struct topic *t, struct cg *g, char **out,
+			   size_t *len)
+{
+	FILE *f = open_memstream(out, len);
+	uint32_t n = topic_nparts(t);
+
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "partition committed end lag in_flight retry dead\n");
+	for (uint32_t i = 0; i < n; i++) {
+		struct part_stat st;
+		uint64_t c = cg_committed(g, i);
+
+		part_stat(t->parts[i], &st);
+		/* Lag counts retained messages: a committed offset that
+		 * retention passed by lags from the first one still there. */
+		fprintf(f, "%" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64 " 0 0 0\n",
+			i, c, st.next, st.next - (c > st.first ? c : st.first));
+	}
+	return fclose(f) == 0 ? 0 : -ENOMEM;
+}

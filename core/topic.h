@@ -1,0 +1,102 @@
+/*
+ * topic.h - a topic: its settings, its partitions and its consumer groups.
+ *
+ * Stored in DATA_DIR/topics/NAME/: `config` (key=value lines, the form
+ * T/config shows), `parts/P/` (one partition.h directory each) and
+ * `groups/G/` (group.h files). Creating a topic writes config last, so a
+ * directory without config is a creation that crashed: mq_open ignores it.
+ *
+ * Thread safety: every function may be called from any thread.
+ * topic->lock guards the settings and the group list; partitions are
+ * created under it but, once visible (index < topic_nparts), never change
+ * or go away until the topic is freed, so topic_part needs no lock.
+ *
+ * Ownership: topic_open returns a topic with one reference for the caller
+ * (the mq topic table). Anyone who keeps a topic past a call takes a
+ * reference (topic_ref) and drops it with topic_unref; the last drop closes
+ * the partitions. topic_destroy removes the files but leaves the object to
+ * its holders, so that a write in flight during rmdir completes safely.
+ */
+#ifndef MQ_TOPIC_H
+#define MQ_TOPIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct topic;
+struct part;
+struct cg;
+
+/* ---- open and close ---- */
+
+/* Open the topic stored in dir; with create, make it from *defaults
+ * (-EEXIST if dir has a config already). Recovers every partition. */
+int topic_open(const char *dir, const char *name, uint32_t id,
+	       const struct cfg_topic *defaults, int create, struct topic **out);
+void topic_ref(struct topic *t);
+void topic_unref(struct topic *t);
+/* Delete the topic's files. Later changes fail with -ENOENT. */
+int topic_destroy(struct topic *t);
+
+uint32_t topic_id(const struct topic *t);
+const char *topic_name(const struct topic *t);
+
+/* ---- settings ---- */
+
+/* The settings now; -ENOENT once the topic was deleted (still filled in). */
+int topic_cfg(struct topic *t, struct cfg_topic *out);
+/* Apply key=value lines all or nothing (cfg_topic_apply), persist them, and
+ * create any new partitions. -EINVAL (why says what), or an I/O error. */
+int topic_config_write(struct topic *t, const char *buf, size_t len,
+		       const char **why);
+/* The settings as T/config shows them. */
+int topic_config_text(struct topic *t, char *buf, size_t cap);
+
+/* ---- partitions ---- */
+
+uint32_t topic_nparts(struct topic *t);
+/* Borrowed, valid while the caller holds a reference; i < topic_nparts. */
+struct part *topic_part(struct topic *t, uint32_t i);
+/* Retained bytes of all partitions (the max_bytes measure). */
+uint64_t topic_bytes(struct topic *t);
+void topic_bytes_add(struct topic *t, int64_t delta);
+/* Where keyless lines of a new writer start: spreads writers over partitions. */
+uint64_t topic_rr_start(struct topic *t);
+
+/* Apply retention to every partition. */
+void topic_retain(struct topic *t, int64_t now_ms);
+
+/* T/stats: a header line, then one line per partition. *out is malloc'ed
+ * and owned by the caller. */
+int topic_stats_text(struct topic *t, char **out, size_t *len);
+
+/* ---- groups ---- */
+
+/* mkdir T/groups/NAME: starts at the earliest retained offsets.
+ * -EINVAL (name), -EEXIST, -ENOENT (topic deleted), I/O errors. */
+int topic_group_create(struct topic *t, const char *name);
+/* rmdir: -ENOENT if there is no such group. */
+int topic_group_delete(struct topic *t, const char *name);
+/* Lookups return a reference (cg_unref it) or NULL. */
+struct cg *topic_group_find(struct topic *t, const char *name);
+struct cg *topic_group_get(struct topic *t, uint32_t gid);
+/* The group with the smallest id above after: directory listings. */
+struct cg *topic_group_next(struct topic *t, uint32_t after);
+
+/*
+ * A write to groups/G/offsets/P: "N" commits N, "+K" advances by K; one
+ * value, surrounding blanks and one trailing newline allowed. -EINVAL for
+ * anything else or past the end of the partition; nothing changes then.
+ */
+int topic_commit(struct topic *t, struct cg *g, uint32_t part,
+		 const char *buf, size_t len);
+/* Byte position of g's committed offset in part (part_pos). */
+int topic_group_pos(struct topic *t, struct cg *g, uint32_t part, uint64_t *pos);
+/* groups/G/stats, like topic_stats_text. */
+int topic_group_stats_text(struct topic *t, struct cg *g, char **out,
+			   size_t *len);
+
+#endif

@@ -1,0 +1,908 @@
+/*
+ * ops.c - the FUSE low-level operations of mqfs.
+ *
+ * Every regular file is opened with direct_io: sizes change behind the
+ * kernel's back (appends, commits, generated text), and with direct_io every
+ * read() reaches us, st_size is never trusted for reads, and writes arrive
+ * unsplit with no page-cache round trips (FUSE-NOTES sections 1, 2, 10).
+ * Attributes are never cached (timeout 0) so that stat, ls -l and tail -f
+ * see growth at once; names are cached for a second.
+ */
+#define _GNU_SOURCE
+#include "mqfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/core.h"
+#include "../core/group.h"
+#include "../core/partition.h"
+#include "../core/producer.h"
+#include "../core/topic.h"
+
+#define ENTRY_TIMEOUT 1.0
+#define BLKSIZE (1 << 20)	/* cat and cp then move 1 MiB per call */
+
+/* Per open file (fi->fh). Owned by the open; freed in release. */
+struct fh {
+	enum mqfs_kind kind;
+	struct topic *t;	/* reference, or NULL for the root */
+	struct cg *g;		/* reference, or NULL */
+	uint32_t part;
+	uint64_t base;		/* PART, GPART: byte position of file offset 0 */
+	struct prod *prod;	/* writable PUBLISH and PART */
+	char *text;		/* snapshot files and directory listings */
+	size_t len;
+};
+
+/* A write or flush waiting for core to finish it (maybe on another thread). */
+struct wreq {
+	struct prod_req rq;	/* first: rq is the wreq */
+	fuse_req_t req;
+	struct fh *h;		/* release: the handle to free afterwards */
+};
+
+static struct mq *mq_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* The one place where core's -errno becomes a FUSE reply. */
+static void mqfs_reply_err(fuse_req_t req, int rc)
+{
+	fuse_reply_err(req, rc < 0 ? -rc : rc);
+}
+
+static int is_dir(enum mqfs_kind k)
+{
+	return k == MQFS_ROOT || k == MQFS_TOPIC || k == MQFS_GROUPS ||
+	       k == MQFS_GROUP || k == MQFS_OFFSETS;
+}
+
+/*
+ * Find the topic and group an inode names; -ENOENT if either is gone or the
+ * partition does not exist. References go to the caller.
+ */
+static int resolve(struct mq *m, struct mqfs_id id, struct topic **tp, struct cg **gp)
+{
+	struct topic *t = NULL;
+	struct cg *g = NULL;
+
+	*tp = NULL;
+	*gp = NULL;
+	if (id.kind < MQFS_ROOT || id.kind > MQFS_GSTATS)
+		return -ENOENT;
+	if (id.kind == MQFS_ROOT)
+		return 0;
+	t = mq_topic_get(m, id.tid);
+	if (!t)
+		return -ENOENT;
+	if (id.gid) {
+		g = topic_group_get(t, id.gid);
+		if (!g)
+			goto out_noent;
+	}
+	if ((id.kind == MQFS_PART || id.kind == MQFS_GPART || id.kind == MQFS_OFFSET) &&
+	    id.part >= topic_nparts(t))
+		goto out_noent;
+	*tp = t;
+	*gp = g;
+	return 0;
+out_noent:
+	cg_unref(g);
+	topic_unref(t);
+	return -ENOENT;
+}
+
+static int offset_text(struct cg *g, uint32_t part, char *buf, size_t cap)
+{
+	return snprintf(buf, cap, "%" PRIu64 "\n", cg_committed(g, part));
+}
+
+static int fill_stat(struct mqfs_id id, struct topic *t, struct cg *g,
+		     struct stat *st)
+{
+	static time_t started;
+	struct part_stat ps;
+	char text[512];
+	uint64_t pos;
+	int rc = 0;
+
+	if (!started)
+		started = time(NULL);
+	memset(st, 0, sizeof(*st));
+	st->st_ino = mqfs_ino(id.kind, id.tid, id.gid, id.part);
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_blksize = BLKSIZE;
+	st->st_atime = st->st_mtime = st->st_ctime = started;
+	if (is_dir(id.kind)) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return 0;
+	}
+	st->st_nlink = 1;
+	switch (id.kind) {
+	case MQFS_PUBLISH:
+		st->st_mode = S_IFREG | 0200;
+		break;
+	case MQFS_PART:
+	case MQFS_GPART:
+		st->st_mode = S_IFREG | (id.kind == MQFS_PART ? 0644 : 0444);
+		part_stat(topic_part(t, id.part), &ps);
+		pos = ps.start_pos;
+		if (id.kind == MQFS_GPART)
+			rc = topic_group_pos(t, g, id.part, &pos);
+		st->st_size = (off_t)(ps.end_pos - pos);
+		if (ps.last_ts)
+			st->st_mtime = st->st_ctime = (time_t)(ps.last_ts / 1000);
+		break;
+	case MQFS_CONFIG:
+		st->st_mode = S_IFREG | 0644;
+		rc = topic_config_text(t, text, sizeof(text));
+		st->st_size = rc > 0 ? rc : 0;
+		break;
+	case MQFS_OFFSET:
+		st->st_mode = S_IFREG | 0644;
+		st->st_size = offset_text(g, id.part, text, sizeof(text));
+		break;
+	default:	/* stats: generated at open, size unknown until then */
+		st->st_mode = S_IFREG | 0444;
+		break;
+	}
+	st->st_blocks = (st->st_size + 511) / 512;
+	return rc < 0 ? rc : 0;
+}
+
+static void reply_entry(fuse_req_t req, struct mqfs_id id, struct topic *t,
+			struct cg *g)
+{
+	struct fuse_entry_param e;
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	rc = fill_stat(id, t, g, &e.attr);
+	if (rc < 0) {
+		mqfs_reply_err(req, rc);
+		return;
+	}
+	e.ino = e.attr.st_ino;
+	e.attr_timeout = 0.0;
+	e.entry_timeout = ENTRY_TIMEOUT;
+	fuse_reply_entry(req, &e);
+}
+
+/* "0".."N-1" without sign, blanks or leading zeros; -1 if not a number. */
+static int64_t part_name(const char *name)
+{
+	int64_t v = 0;
+
+	if (!name[0] || (name[0] == '0' && name[1]) || strlen(name) > 4)
+		return -1;
+	for (const char *p = name; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	return v;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mq *m = mq_of(req);
+	struct mqfs_id id = mqfs_id(parent), c = id;
+	struct topic *t, *ct = NULL;
+	struct cg *g, *cg = NULL;
+	int64_t p = part_name(name);
+	int rc = resolve(m, id, &t, &g);
+
+	if (rc < 0) {
+		mqfs_reply_err(req, rc);
+		return;
+	}
+	rc = -ENOENT;
+	switch (id.kind) {
+	case MQFS_ROOT:
+		ct = mq_topic_find(m, name);
+		if (ct) {
+			c = (struct mqfs_id){ MQFS_TOPIC, 0, 0, topic_id(ct) };
+			rc = 0;
+		}
+		break;
+	case MQFS_TOPIC:
+		rc = 0;
+		if (!strcmp(name, "publish"))
+			c.kind = MQFS_PUBLISH;
+		else if (!strcmp(name, "config"))
+			c.kind = MQFS_CONFIG;
+		else if (!strcmp(name, "stats"))
+			c.kind = MQFS_TSTATS;
+		else if (!strcmp(name, "groups"))
+			c.kind = MQFS_GROUPS;
+		else if (p >= 0 && p < topic_nparts(t))
+			c = (struct mqfs_id){ MQFS_PART, (uint32_t)p, 0, id.tid };
+		else
+			rc = -ENOENT;
+		break;
+	case MQFS_GROUPS:
+		cg = topic_group_find(t, name);
+		if (cg) {
+			c = (struct mqfs_id){ MQFS_GROUP, 0, cg_id(cg), id.tid };
+			rc = 0;
+		}
+		break;
+	case MQFS_GROUP:
+		rc = 0;
+		if (!strcmp(name, "offsets"))
+			c.kind = MQFS_OFFSETS;
+		else if (!strcmp(name, "stats"))
+			c.kind = MQFS_GSTATS;
+		else if (p >= 0 && p < topic_nparts(t))
+			c = (struct mqfs_id){ MQFS_GPART, (uint32_t)p, id.gid, id.tid };
+		else
+			rc = -ENOENT;
+		break;
+	case MQFS_OFFSETS:
+		if (p >= 0 && p < topic_nparts(t)) {
+			c = (struct mqfs_id){ MQFS_OFFSET, (uint32_t)p, id.gid, id.tid };
+			rc = 0;
+		}
+		break;
+	default:
+		rc = -ENOTDIR;
+	}
+	if (rc < 0)
+		mqfs_reply_err(req, rc);
+	else
+		reply_entry(req, c, ct ? ct : t, cg ? cg : g);
+	cg_unref(cg);
+	if (ct)
+		topic_unref(ct);
+	cg_unref(g);
+	if (t)
+		topic_unref(t);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mqfs_id id = mqfs_id(ino);
+	struct topic *t;
+	struct cg *g;
+	struct stat st;
+	int rc = resolve(mq_of(req), id, &t, &g);
+
+	(void)fi;
+	if (rc == 0)
+		rc = fill_stat(id, t, g, &st);
+	if (rc < 0)
+		mqfs_reply_err(req, rc);
+	else
+		fuse_reply_attr(req, &st, 0.0);
+	cg_unref(g);
+	if (t)
+		topic_unref(t);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	(void)attr;
+	/* Logs are append-only: truncate and ftruncate are refused. O_TRUNC
+	 * never gets here (ATOMIC_O_TRUNC) and is ignored in open. Times are
+	 * ignored so that touch works; modes and owners are fixed. */
+	if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+		      FUSE_SET_ATTR_GID)) {
+		mqfs_reply_err(req, -EPERM);
+		return;
+	}
+	op_getattr(req, ino, fi);
+}
+
+static void free_fh(struct fh *h)
+{
+	if (!h)
+		return;
+	prod_close(h->prod);
+	cg_unref(h->g);
+	if (h->t)
+		topic_unref(h->t);
+	free(h->text);
+	free(h);
+}
+
+/* ---- directories ---- */
+
+static int add_entry(fuse_req_t req, struct fh *h, size_t *cap, const char *name,
+		     fuse_ino_t ino, int dir)
+{
+	struct stat st = { .st_ino = ino, .st_mode = dir ? S_IFDIR : S_IFREG };
+	size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+
+	if (h->len + need > *cap) {
+		size_t nc = (*cap ? *cap * 2 : 4096) + need;
+		char *nt = realloc(h->text, nc);
+
+		if (!nt)
+			return -ENOMEM;
+		h->text = nt;
+		*cap = nc;
+	}
+	fuse_add_direntry(req, h->text + h->len, *cap - h->len, name, &st,
+			  (off_t)(h->len + need));
+	h->len += need;
+	return 0;
+}
+
+static int list_parts(fuse_req_t req, struct fh *h, size_t *cap, struct mqfs_id id,
+		      enum mqfs_kind kind)
+{
+	uint32_t n = topic_nparts(h->t);
+	int rc = 0;
+
+	for (uint32_t p = 0; rc == 0 && p < n; p++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "%" PRIu32, p);
+		rc = add_entry(req, h, cap, name, mqfs_ino(kind, id.tid, id.gid, p), 0);
+	}
+	return rc;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mq *m = mq_of(req);
+	struct mqfs_id id = mqfs_id(ino);
+	struct fh *h = calloc(1, sizeof(*h));
+	size_t cap = 0;
+	int rc;
+
+	if (!h) {
+		mqfs_reply_err(req, -ENOMEM);
+		return;
+	}
+	h->kind = id.kind;
+	rc = resolve(m, id, &h->t, &h->g);
+	if (rc == 0)
+		rc = add_entry(req, h, &cap, ".", ino, 1);
+	if (rc == 0)
+		rc = add_entry(req, h, &cap, "..", FUSE_ROOT_ID, 1);
+	if (rc < 0)
+		goto out_err;
+	switch (id.kind) {
+	case MQFS_ROOT: {
+		struct topic *t;
+		uint32_t after = 0;
+
+		while (rc == 0 && (t = mq_topic_next(m, after))) {
+			after = topic_id(t);
+			rc = add_entry(req, h, &cap, topic_name(t),
+				       mqfs_ino(MQFS_TOPIC, after, 0, 0), 1);
+			topic_unref(t);
+		}
+		break;
+	}
+	case MQFS_TOPIC:
+		rc = add_entry(req, h, &cap, "publish", mqfs_ino(MQFS_PUBLISH, id.tid, 0, 0), 0);
+		if (rc == 0)
+			rc = add_entry(req, h, &cap, "config", mqfs_ino(MQFS_CONFIG, id.tid, 0, 0), 0);
+		if (rc == 0)
+			rc = add_entry(req, h, &cap, "stats", mqfs_ino(MQFS_TSTATS, id.tid, 0, 0), 0);
+		if (rc == 0)
+			rc = add_entry(req, h, &cap, "groups", mqfs_ino(MQFS_GROUPS, id.tid, 0, 0), 1);
+		if (rc == 0)
+			rc = list_parts(req, h, &cap, id, MQFS_PART);
+		break;
+	case MQFS_GROUPS: {
+		struct cg *g;
+		uint32_t after = 0;
+
+		while (rc == 0 && (g = topic_group_next(h->t, after))) {
+			after = cg_id(g);
+			rc = add_entry(req, h, &cap, cg_name(g),
+				       mqfs_ino(MQFS_GROUP, id.tid, after, 0), 1);
+			cg_unref(g);
+		}
+		break;
+	}
+	case MQFS_GROUP:
+		rc = add_entry(req, h, &cap, "offsets", mqfs_ino(MQFS_OFFSETS, id.tid, id.gid, 0), 1);
+		if (rc == 0)
+			rc = add_entry(req, h, &cap, "stats", mqfs_ino(MQFS_GSTATS, id.tid, id.gid, 0), 0);
+		if (rc == 0)
+			rc = list_parts(req, h, &cap, id, MQFS_GPART);
+		break;
+	case MQFS_OFFSETS:
+		rc = list_parts(req, h, &cap, id, MQFS_OFFSET);
+		break;
+	default:
+		rc = -ENOTDIR;
+	}
+	if (rc < 0)
+		goto out_err;
+	fi->fh = (uintptr_t)h;
+	fuse_reply_open(req, fi);
+	return;
+out_err:
+	free_fh(h);
+	mqfs_reply_err(req, rc);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	size_t end = (size_t)off;
+
+	(void)ino;
+	if ((size_t)off >= h->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	/* A cut entry at the end is fine: the kernel drops it and asks again
+	 * from the offset of the last whole one. */
+	end = h->len - (size_t)off < size ? h->len : (size_t)off + size;
+	fuse_reply_buf(req, h->text + off, end - (size_t)off);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	free_fh((struct fh *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct mq *m = mq_of(req);
+	struct mqfs_id id = mqfs_id(parent);
+	struct topic *t, *ct;
+	struct cg *g, *cg;
+	int rc = resolve(m, id, &t, &g);
+
+	(void)mode;
+	if (rc < 0)
+		goto out;
+	if (id.kind == MQFS_ROOT) {
+		rc = mq_topic_create(m, name);
+		ct = rc < 0 ? NULL : mq_topic_find(m, name);
+		if (ct) {
+			reply_entry(req, (struct mqfs_id){ MQFS_TOPIC, 0, 0, topic_id(ct) }, ct, NULL);
+			topic_unref(ct);
+			goto out_put;
+		}
+	} else if (id.kind == MQFS_GROUPS) {
+		rc = topic_group_create(t, name);
+		cg = rc < 0 ? NULL : topic_group_find(t, name);
+		if (cg) {
+			reply_entry(req, (struct mqfs_id){ MQFS_GROUP, 0, cg_id(cg), id.tid }, t, cg);
+			cg_unref(cg);
+			goto out_put;
+		}
+	} else {
+		rc = -EPERM;
+	}
+	if (rc == 0)
+		rc = -ENOENT;	/* deleted again before we could answer */
+out:
+	mqfs_reply_err(req, rc);
+out_put:
+	cg_unref(g);
+	if (t)
+		topic_unref(t);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mq *m = mq_of(req);
+	struct mqfs_id id = mqfs_id(parent);
+	struct topic *t;
+	struct cg *g;
+	int rc = resolve(m, id, &t, &g);
+
+	if (rc == 0) {
+		if (id.kind == MQFS_ROOT)
+			rc = mq_topic_delete(m, name);
+		else if (id.kind == MQFS_GROUPS)
+			rc = topic_group_delete(t, name);
+		else
+			rc = -EPERM;
+	}
+	mqfs_reply_err(req, rc);
+	cg_unref(g);
+	if (t)
+		topic_unref(t);
+}
+
+/* Names are made by mkdir only, and removed by rmdir only. */
+static void op_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
+{
+	(void)p; (void)n; (void)m; (void)d;
+	mqfs_reply_err(req, -EPERM);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m,
+		      struct fuse_file_info *fi)
+{
+	(void)p; (void)n; (void)m; (void)fi;
+	mqfs_reply_err(req, -EPERM);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t p, const char *n)
+{
+	(void)p; (void)n;
+	mqfs_reply_err(req, -EPERM);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np,
+		      const char *nn, unsigned int flags)
+{
+	(void)p; (void)n; (void)np; (void)nn; (void)flags;
+	mqfs_reply_err(req, -EPERM);
+}
+
+static void op_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
+{
+	(void)l; (void)p; (void)n;
+	mqfs_reply_err(req, -EPERM);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char *n)
+{
+	(void)i; (void)p; (void)n;
+	mqfs_reply_err(req, -EPERM);
+}
+
+/* ---- files ---- */
+
+/* What each kind allows: 1 read, 2 write. */
+static int allowed(enum mqfs_kind k)
+{
+	switch (k) {
+	case MQFS_PUBLISH:
+		return 2;
+	case MQFS_PART:
+	case MQFS_CONFIG:
+	case MQFS_OFFSET:
+		return 3;
+	default:
+		return 1;
+	}
+}
+
+static int snapshot(struct fh *h, struct mqfs_id id)
+{
+	char buf[512];
+	int n;
+
+	switch (id.kind) {
+	case MQFS_TSTATS:
+		return topic_stats_text(h->t, &h->text, &h->len);
+	case MQFS_GSTATS:
+		return topic_group_stats_text(h->t, h->g, &h->text, &h->len);
+	case MQFS_CONFIG:
+		n = topic_config_text(h->t, buf, sizeof(buf));
+		break;
+	case MQFS_OFFSET:
+		n = offset_text(h->g, id.part, buf, sizeof(buf));
+		break;
+	default:
+		return 0;
+	}
+	if (n < 0)
+		return n;
+	h->text = malloc((size_t)n);
+	if (!h->text)
+		return -ENOMEM;
+	memcpy(h->text, buf, (size_t)n);
+	h->len = (size_t)n;
+	return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mq *m = mq_of(req);
+	struct mqfs_id id = mqfs_id(ino);
+	int acc = fi->flags & O_ACCMODE, want, rc;
+	struct part_stat ps;
+	struct fh *h;
+
+	want = (acc == O_RDONLY ? 1 : acc == O_WRONLY ? 2 : 3);
+	if (is_dir(id.kind)) {
+		mqfs_reply_err(req, -EISDIR);
+		return;
+	}
+	if ((want & allowed(id.kind)) != want) {
+		mqfs_reply_err(req, -EACCES);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		mqfs_reply_err(req, -ENOMEM);
+		return;
+	}
+	h->kind = id.kind;
+	h->part = id.part;
+	rc = resolve(m, id, &h->t, &h->g);
+	if (rc < 0)
+		goto out_err;
+	if (id.kind == MQFS_PART || id.kind == MQFS_GPART) {
+		part_stat(topic_part(h->t, id.part), &ps);
+		h->base = ps.start_pos;
+		if (id.kind == MQFS_GPART)
+			rc = topic_group_pos(h->t, h->g, id.part, &h->base);
+	}
+	if (rc == 0 && (want & 2) && (id.kind == MQFS_PUBLISH || id.kind == MQFS_PART))
+		rc = prod_open(h->t, id.kind == MQFS_PART ? (int)id.part : -1,
+			       mq_commit(m), &h->prod);
+	if (rc == 0 && (want & 1))
+		rc = snapshot(h, id);
+	if (rc < 0)
+		goto out_err;
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
+	fuse_reply_open(req, fi);
+	return;
+out_err:
+	free_fh(h);
+	mqfs_reply_err(req, rc);
+}
+
+/* Per-thread read buffer, reused: a partition read is one pread into it
+ * and one reply, with no allocation per request. */
+static pthread_key_t rbuf_key;
+static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
+
+struct rbuf {
+	size_t cap;
+	char data[];
+};
+
+static void rbuf_init(void)
+{
+	(void)pthread_key_create(&rbuf_key, free);
+}
+
+static char *rbuf_get(size_t size)
+{
+	struct rbuf *b;
+
+	pthread_once(&rbuf_once, rbuf_init);
+	b = pthread_getspecific(rbuf_key);
+	if (!b || b->cap < size) {
+		struct rbuf *nb = realloc(b, sizeof(*nb) + size);
+
+		if (!nb)
+			return NULL;
+		nb->cap = size;
+		b = nb;
+		(void)pthread_setspecific(rbuf_key, b);
+	}
+	return b->data;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	ssize_t n;
+	char *buf;
+
+	(void)ino;
+	if (h->kind != MQFS_PART && h->kind != MQFS_GPART) {
+		size_t o = (size_t)off < h->len ? (size_t)off : h->len;
+
+		fuse_reply_buf(req, h->text + o, size < h->len - o ? size : h->len - o);
+		return;
+	}
+	buf = rbuf_get(size);
+	if (!buf) {
+		mqfs_reply_err(req, -ENOMEM);
+		return;
+	}
+	n = part_read(topic_part(h->t, h->part), h->base + (uint64_t)off, buf, size);
+	if (n < 0)
+		mqfs_reply_err(req, (int)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void write_done(struct prod_req *rq, ssize_t n)
+{
+	struct wreq *w = (struct wreq *)rq;
+
+	if (n < 0)
+		mqfs_reply_err(w->req, (int)n);
+	else
+		fuse_reply_write(w->req, (size_t)n);
+	free(w);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off, struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	const char *why = NULL;
+	struct wreq *w;
+	int rc;
+
+	(void)ino;
+	(void)off;	/* every write appends, whatever the position */
+	switch (h->kind) {
+	case MQFS_PUBLISH:
+	case MQFS_PART:
+		w = malloc(sizeof(*w));
+		if (!w) {
+			mqfs_reply_err(req, -ENOMEM);
+			return;
+		}
+		w->rq.done = write_done;
+		w->req = req;
+		w->h = NULL;
+		prod_write(h->prod, buf, size, &w->rq);	/* replies via write_done */
+		return;
+	case MQFS_CONFIG:
+		rc = topic_config_write(h->t, buf, size, &why);
+		if (rc < 0 && why)
+			fprintf(stderr, "mqfs: %s/config: %s\n", topic_name(h->t), why);
+		break;
+	case MQFS_OFFSET:
+		rc = topic_commit(h->t, h->g, h->part, buf, size);
+		break;
+	default:
+		rc = -EACCES;
+	}
+	if (rc < 0)
+		mqfs_reply_err(req, rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+/*
+ * close() of any descriptor: report a failure of the partitions this file
+ * wrote to. The partial last line is not published here: flush comes with
+ * every close of a duplicate too (`exec 5>>publish; printf 'a' >&5` closes
+ * one after each command), and a line must not be cut there.
+ */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	mqfs_reply_err(req, h->prod ? prod_error(h->prod) : 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	int rc = 0;
+
+	(void)ino;
+	(void)datasync;
+	if (h->kind == MQFS_PART) {
+		rc = part_sync(topic_part(h->t, h->part));
+	} else if (h->kind == MQFS_PUBLISH) {
+		uint32_t n = topic_nparts(h->t);
+
+		for (uint32_t p = 0; p < n; p++) {
+			int r = part_sync(topic_part(h->t, p));
+
+			if (r < 0)
+				rc = r;
+		}
+	}
+	mqfs_reply_err(req, rc);
+}
+
+static void release_done(struct prod_req *rq, ssize_t n)
+{
+	struct wreq *w = (struct wreq *)rq;
+
+	/* close() has returned already: the log is all that can tell. */
+	if (n < 0)
+		fprintf(stderr, "mqfs: %s: last line without newline not stored: %s\n",
+			topic_name(w->h->t), strerror((int)-n));
+	free_fh(w->h);
+	fuse_reply_err(w->req, 0);
+	free(w);
+}
+
+/* The last close of an open file: its partial last line is published now. */
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	struct wreq *w;
+
+	(void)ino;
+	if (h->prod && (w = malloc(sizeof(*w)))) {
+		w->rq.done = release_done;
+		w->req = req;
+		w->h = h;
+		prod_flush(h->prod, &w->rq);
+		return;
+	}
+	free_fh(h);
+	fuse_reply_err(req, 0);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	(void)ino; (void)name; (void)size;
+	mqfs_reply_err(req, -ENODATA);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	(void)ino; (void)name; (void)value; (void)size; (void)flags;
+	mqfs_reply_err(req, -ENOTSUP);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	(void)ino;
+	if (statvfs(mq_dir(mq_of(req)), &sv) < 0) {
+		mqfs_reply_err(req, -errno);
+		return;
+	}
+	sv.f_namemax = MQ_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* `>` opens with O_TRUNC and no SETATTR: it appends like `>>`. */
+	conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Everything is direct_io; page-cache invalidation would only cost
+	 * a GETATTR per read. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+const struct fuse_lowlevel_ops mqfs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.create = op_create,
+};

@@ -1,0 +1,611 @@
+#!/usr/bin/env bash
+# scripts/bench.sh - how fast is mqfs, next to a plain file and the "FUSE floor"?
+#
+# Run from the repo root after `make`:   scripts/bench.sh
+#
+# These systems are measured in every round, interleaved, on the same disk:
+#   plain  a regular file:  cat work > file           cat file > /dev/null
+#   for information, publish only: durable = cat work > file; sync file (one
+#   fsync at the end); dsync = dd bs=1M oflag=dsync (an fdatasync per 1 MiB
+#   write: what a single writer gets if each write() waits for a commit)
+#   floor  scripts/bench/floor.c, the cheapest useful FUSE file (DIRECT_IO,
+#          attr 0, st_blksize 1 MiB, pread into a reused buffer): what FUSE
+#          itself costs.      cat work >> MNT/f        cat MNT/f > /dev/null
+#   mqfs   mqfs -o $MQFS_OPTS, a fresh topic per round:
+#          cat work > MNT/T/publish    then mkdir MNT/T/groups/g and
+#          cat MNT/T/groups/g/0 ... N-1 > /dev/null
+#          (the partitions only: a glob groups/g/* would also match `next` and
+#          `batch`, which lease and block, `ack`/`nack`, `offsets/`, `stats`)
+# The workload is MSGS lines of 100 bytes (99 chars + \n, keyless: no TAB).
+# Each measurement prints messages/s; mqfs lines also print the ratio to the
+# floor and the plain file of the same round. The summary uses medians.
+# mqfs's RSS (VmRSS) is sampled before, during (every 0.2 s) and after each
+# mqfs step, so "memory stays flat" can be judged.
+#
+# Environment (all optional):
+#   MSGS=1000000        messages per measurement
+#   ROUNDS=3            rounds (the summary reports the median)
+#   WARMUP=1            unreported warm-up rounds first (page cache, first-touch memory)
+#   MQFS=./mqfs         the mqfs binary (default: mqfs in the repo root)
+#   MQFS_OPTS=sync=batch,partitions=4   mqfs mount options
+#   BENCH_DIR=DIR       where the work dir goes (default: the repo root; not tmpfs)
+#   SECTIONS=throughput sections to run, in order; section NAME is the function
+#                       section_NAME (lease+ack, latency and replication go here)
+#   STEP_TIMEOUT=300    seconds before any single step counts as hung
+#   VERIFY=1            untimed checks that every message came back, exactly once
+#                       and in order within its partition (0: skip)
+#   PROFILE_DIR=DIR     also run one extra, unreported round with `perf record -g`
+#                       attached to each daemon; perf data and reports go to DIR
+#   PREFAULT=1          before each timed publish, touch and free 2x the data in
+#                       anonymous memory (dd bs=...), so that every system writes
+#                       into recently used RAM. On VMs with free page reporting
+#                       (virtio-balloon, e.g. Firecracker) RAM that was free for a
+#                       few seconds is handed back to the host and costs a host
+#                       page fault per page on first touch: here 100 MB of page
+#                       cache took 200-340 ms cold vs 35 ms warm, which bills
+#                       whoever allocates fresh page cache (a new topic) and not
+#                       whoever rewrites a file it just truncated. 0: off
+#   STRICT=0            1: exit 1 if a target is missed
+#   KEEP=0              1: keep the work dir (data dir, logs) instead of deleting it
+# shellcheck disable=SC2016 # the sh -c '...' scripts expand their own "$1"
+set -euo pipefail
+export LC_ALL=C
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MSGS=${MSGS:-1000000}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-1}
+MQFS=${MQFS:-$REPO/mqfs}
+MQFS_OPTS=${MQFS_OPTS:-sync=batch,partitions=4}
+SECTIONS=${SECTIONS:-throughput}
+STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+VERIFY=${VERIFY:-1}
+PREFAULT=${PREFAULT:-1}
+PROFILE_DIR=${PROFILE_DIR:-}
+STRICT=${STRICT:-0}
+KEEP=${KEEP:-0}
+
+LINE_BYTES=100
+PUBLISH_TARGET=0.40 # mqfs publish >= this x floor
+CONSUME_TARGET=0.50 # mqfs consume >= this x floor
+PARTS=$(sed -n 's/.*\(^\|,\)partitions=\([0-9]*\).*/\2/p' <<<"$MQFS_OPTS")
+PARTS=${PARTS:-4}
+
+W=             # the work dir
+WORK=          # the workload file
+declare -A DPID=() DMNT=() DLOG=()  # daemons this script started, by name
+RSS_SAMPLER=   # PID of the background RSS sampler, while one runs
+FAILED=0       # set when a check fails; the script goes on, then exits 1
+MISSED=0       # set when a target is missed
+declare -A T=()  # elapsed microseconds by "PHASE SYSTEM ROUND"
+declare -A RSS=() # "PHASE ROUND" -> "before min max after"
+
+# ---------------------------------------------------------------- helpers
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+	warn "FAILED: $*"
+	local n
+	for n in "${!DLOG[@]}"; do
+		[[ -s ${DLOG[$n]} ]] || continue
+		warn "--- last lines of the $n log (${DLOG[$n]}):"
+		tail -n 20 "${DLOG[$n]}" >&2 || true
+	done
+	exit 1
+}
+check_fail() { warn "CHECK FAILED: $*"; FAILED=1; }
+
+# step DESC CMD...: run CMD under a timeout, die if it fails or hangs
+step() {
+	local desc=$1 rc=0
+	shift
+	timeout -k 5 "$STEP_TIMEOUT" "$@" || rc=$?
+	((rc == 0)) && return 0
+	((rc == 124 || rc == 137)) && die "$desc: hung, killed after ${STEP_TIMEOUT}s"
+	die "$desc: exit status $rc"
+}
+
+# run CMD...: CMD under a timeout, its status returned (124: it hung)
+run() { timeout -k 5 "$STEP_TIMEOUT" "$@"; }
+
+# timed DESC CMD...: like step, and leave the wall time in ELAPSED (µs),
+# minus OVERHEAD: the cost of starting timeout + sh + cat, measured once by
+# calibrate (a few ms, which is 10-20% of the fastest baselines)
+ELAPSED=0
+OVERHEAD=0
+timed() {
+	local desc=$1 t0 t1 rc=0
+	shift
+	t0=${EPOCHREALTIME//[.,]/}
+	timeout -k 5 "$STEP_TIMEOUT" "$@" || rc=$?
+	t1=${EPOCHREALTIME//[.,]/}
+	((rc == 124 || rc == 137)) && die "$desc: hung, killed after ${STEP_TIMEOUT}s"
+	((rc == 0)) || die "$desc: exit status $rc"
+	ELAPSED=$((t1 - t0 - OVERHEAD))
+	((ELAPSED > 0)) || ELAPSED=1
+}
+
+calibrate() {
+	local i
+	local -a v=()
+	OVERHEAD=0
+	for ((i = 0; i < 7; i++)); do
+		timed "calibrate" sh -c 'cat "$1" > "$2"' _ /dev/null /dev/null
+		v+=("$ELAPSED")
+	done
+	OVERHEAD=$(median "${v[@]}")
+}
+
+# settle: flush dirty pages of earlier steps so they don't bill the next one
+settle() { timeout -k 5 "$STEP_TIMEOUT" sync || warn "sync failed or hung"; }
+
+# prefault: see PREFAULT above; call right before a timed publish
+prefault() {
+	[[ $PREFAULT == 1 ]] || return 0
+	local mib avail
+	mib=$((2 * MSGS * LINE_BYTES / 1048576 + 64))
+	avail=$(awk '/^MemAvailable:/ { print int($2 / 2048) }' /proc/meminfo)
+	((mib <= avail)) || mib=$avail
+	timeout -k 5 "$STEP_TIMEOUT" dd if=/dev/zero of=/dev/null bs="${mib}M" count=1 status=none ||
+		warn "prefault (dd bs=${mib}M) failed"
+}
+
+rate() { awk -v n="$MSGS" -v us="$1" 'BEGIN { printf "%.2f", n / us }'; } # M msg/s
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }    # time ratio -> speed ratio
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
+
+mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# cpu_ticks PID: utime + stime of a process, in clock ticks
+cpu_ticks() {
+	local s
+	read -r s <"/proc/$1/stat" || { echo 0; return; }
+	s=${s##*) }
+	# shellcheck disable=SC2086
+	set -- $s
+	echo $((${12} + ${13}))
+}
+CLK_TCK=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
+
+# rss_start PID FILE / rss_stop: sample VmRSS (KiB) every 0.2 s into FILE
+rss_start() {
+	(
+		while :; do
+			awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true
+			sleep 0.2
+		done
+	) >>"$2" &
+	RSS_SAMPLER=$!
+}
+rss_stop() {
+	[[ -n $RSS_SAMPLER ]] || return 0
+	kill "$RSS_SAMPLER" 2>/dev/null || true
+	wait "$RSS_SAMPLER" 2>/dev/null || true
+	RSS_SAMPLER=
+}
+
+# ------------------------------------------------------- daemon handling
+
+# start_daemon NAME MOUNTPOINT CMD...: run CMD (a FUSE daemon in the
+# foreground) in the background and wait until MOUNTPOINT is mounted
+start_daemon() {
+	local name=$1 mnt=$2 deadline
+	shift 2
+	mkdir -p "$mnt"
+	DLOG[$name]=$W/$name.log
+	"$@" >"${DLOG[$name]}" 2>&1 &
+	DPID[$name]=$!
+	DMNT[$name]=$mnt
+	deadline=$((SECONDS + 30))
+	until mounted "$mnt"; do
+		if ! kill -0 "${DPID[$name]}" 2>/dev/null; then
+			local rc=0
+			wait "${DPID[$name]}" || rc=$?
+			unset "DPID[$name]"
+			die "$name did not mount $mnt: it exited with status $rc"
+		fi
+		((SECONDS < deadline)) || die "$name did not mount $mnt within 30 s"
+		sleep 0.05
+	done
+}
+
+# stop_daemon NAME: unmount with fusermount3 -u, then wait for the PID
+# (TERM, then KILL only that PID if it does not exit). Returns 1 if the
+# unmount failed or the daemon did not exit cleanly with status 0.
+stop_daemon() {
+	local name=$1 mnt=${DMNT[$1]:-} pid=${DPID[$1]:-} bad=0 rc=0 i
+	if [[ -n $mnt ]] && mounted "$mnt"; then
+		if ! timeout -k 5 60 fusermount3 -u "$mnt"; then
+			warn "$name: fusermount3 -u $mnt failed; lazy unmount"
+			timeout -k 5 10 fusermount3 -uz "$mnt" || warn "$name: lazy unmount of $mnt failed"
+			bad=1
+		fi
+	fi
+	if [[ -n $pid ]]; then
+		for ((i = 0; i < 600; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			warn "$name (pid $pid) still running 60 s after unmount: SIGTERM"
+			kill -TERM "$pid" 2>/dev/null || true
+			sleep 5
+			kill -0 "$pid" 2>/dev/null && { warn "$name (pid $pid): SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
+			bad=1
+		fi
+		wait "$pid" || rc=$?
+		((rc == 0)) || { warn "$name (pid $pid) exited with status $rc"; bad=1; }
+	fi
+	unset "DPID[$name]" "DMNT[$name]"
+	return $bad
+}
+
+cleanup() {
+	local rc=$? n
+	set +e
+	trap - EXIT INT TERM
+	rss_stop
+	for n in "${!DPID[@]}"; do
+		stop_daemon "$n" || true
+	done
+	if [[ -n $W && -d $W ]]; then
+		if awk -v w="$W/" 'index($5, w) == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; then
+			warn "something is still mounted under $W: leaving it in place"
+		elif [[ $KEEP == 1 ]]; then
+			warn "work dir kept: $W"
+		else
+			rm -rf --one-file-system "$W"
+		fi
+	fi
+	exit "$rc"
+}
+
+# ------------------------------------------------------------------ setup
+
+setup() {
+	local base=${BENCH_DIR:-$REPO} fstype
+	mkdir -p "$base"
+	base=$(realpath "$base") # mountinfo shows resolved absolute paths
+	fstype=$(stat -f -c %T "$base")
+	[[ $fstype == tmpfs || $fstype == ramfs ]] && warn "$base is $fstype, not a disk: numbers will flatter everyone"
+	W=$(mktemp -d "$base/.mqfs-bench.XXXXXX")
+	WORK=$W/work
+
+	command -v fusermount3 >/dev/null || die "fusermount3 not found (apt-get install fuse3)"
+	[[ -e /dev/fuse ]] || die "/dev/fuse missing"
+
+	say "bench: $MSGS msgs of $LINE_BYTES bytes, $ROUNDS rounds (+$WARMUP warm-up), prefault=$PREFAULT, work dir $W ($fstype), $(nproc) cpus, $(uname -r)"
+
+	# the FUSE floor, built into the work dir (nothing is built in the tree)
+	# shellcheck disable=SC2046 # pkg-config output is a list of flags
+	step "build floor" cc -std=c11 -Wall -Wextra -Werror -O2 -o "$W/floor" "$REPO/scripts/bench/floor.c" \
+		$(pkg-config --cflags --libs fuse3)
+
+	# the workload: line i is "%010d " + 88 x's + "\n" = 100 bytes, sorted, no TAB
+	step "make workload" awk -v n="$MSGS" 'BEGIN {
+		pad = sprintf("%88s", ""); gsub(/ /, "x", pad)
+		for (i = 0; i < n; i++) printf "%010d %s\n", i, pad
+	}' >"$WORK"
+	local size
+	size=$(stat -c %s "$WORK")
+	((size == MSGS * LINE_BYTES)) || die "workload is $size bytes, expected $((MSGS * LINE_BYTES))"
+
+	calibrate
+	say "bench: start-up overhead of each timed command (timeout + sh + cat, subtracted): $OVERHEAD us"
+
+	: >"$W/floor.back"
+	start_daemon floor "$W/floor.mnt" "$W/floor" -f "$W/floor.back" "$W/floor.mnt"
+
+	HAVE_MQFS=0
+	if [[ -x $MQFS ]]; then
+		mkdir -p "$W/mqfs.data"
+		start_daemon mqfs "$W/mqfs.mnt" "$MQFS" -f -o "$MQFS_OPTS" "$W/mqfs.data" "$W/mqfs.mnt"
+		HAVE_MQFS=1
+		say "bench: mqfs $MQFS -o $MQFS_OPTS (pid ${DPID[mqfs]}), RSS at mount $(rss_kib "${DPID[mqfs]}") KiB"
+	else
+		warn "mqfs binary not found: $MQFS (run make first); measuring the baselines only"
+		FAILED=1
+	fi
+}
+
+# ------------------------------------------- one function per measurement
+# publish_SYSTEM ROUND / consume_SYSTEM ROUND: untimed preparation, then one
+# timed command (ELAPSED), then untimed checks. EXTRA gets notes for the line.
+
+EXTRA=
+
+publish_plain() {
+	rm -f "$W/plain"
+	settle
+	prefault
+	timed "plain publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$W/plain"
+	EXTRA=
+}
+
+publish_durable() {
+	rm -f "$W/plain"
+	settle
+	prefault
+	timed "durable publish" sh -c 'cat "$1" > "$2" && sync "$2"' _ "$WORK" "$W/plain"
+	EXTRA="plain + fsync, for information"
+}
+
+publish_dsync() {
+	rm -f "$W/plain"
+	settle
+	prefault
+	timed "dsync publish" dd if="$WORK" of="$W/plain" bs=1M oflag=dsync status=none
+	EXTRA="plain, fdatasync per 1 MiB write, for information"
+}
+
+consume_plain() {
+	settle
+	timed "plain consume" sh -c 'cat "$1" > /dev/null' _ "$W/plain"
+	EXTRA=
+}
+
+publish_floor() {
+	local pid=${DPID[floor]} c0 size
+	: >"$W/floor.back"
+	settle
+	prefault
+	c0=$(cpu_ticks "$pid")
+	timed "floor publish" sh -c 'cat "$1" >> "$2"' _ "$WORK" "$W/floor.mnt/f"
+	EXTRA="daemon cpu $(cpu_s $(($(cpu_ticks "$pid") - c0))) s"
+	size=$(step "stat floor" stat -c %s "$W/floor.mnt/f")
+	((size == MSGS * LINE_BYTES)) || check_fail "floor holds $size bytes, expected $((MSGS * LINE_BYTES))"
+	if [[ $VERIFY == 1 ]]; then
+		run cmp -s "$WORK" "$W/floor.mnt/f" || check_fail "floor content differs from the workload"
+	fi
+}
+
+consume_floor() {
+	local pid=${DPID[floor]} c0
+	settle
+	c0=$(cpu_ticks "$pid")
+	timed "floor consume" sh -c 'cat "$1" > /dev/null' _ "$W/floor.mnt/f"
+	EXTRA="daemon cpu $(cpu_s $(($(cpu_ticks "$pid") - c0))) s"
+}
+
+# mqfs_step PHASE ROUND DESC CMD...: timed CMD with RSS and CPU sampling of mqfs
+mqfs_step() {
+	local phase=$1 round=$2 desc=$3 pid=${DPID[mqfs]} before after c0 samples mn mx
+	shift 3
+	samples=$W/rss.$phase.$round
+	: >"$samples"
+	before=$(rss_kib "$pid")
+	c0=$(cpu_ticks "$pid")
+	rss_start "$pid" "$samples"
+	timed "$desc" "$@"
+	rss_stop
+	after=$(rss_kib "$pid")
+	EXTRA="daemon cpu $(cpu_s $(($(cpu_ticks "$pid") - c0))) s"
+	RSS[$phase $round]="$before $(awk 'NR == 1 || $1 < lo { lo = $1 } $1 > hi { hi = $1 } END { print lo + 0, hi + 0 }' "$samples") $after"
+	read -r before mn mx after <<<"${RSS[$phase $round]}"
+	EXTRA+=", RSS KiB before $before, during $mn..$mx, after $after"
+}
+
+# sum of st_size over files
+sum_sizes() { step "stat $1" stat -c %s "$@" | awk '{ s += $1 } END { print s + 0 }'; }
+
+topic_parts() { local p; for ((p = 0; p < PARTS; p++)); do printf '%s\n' "$1/$p"; done; }
+
+publish_mqfs() {
+	local r=$1 t=$W/mqfs.mnt/t$1 size
+	local -a parts
+	step "mkdir topic" mkdir "$t"
+	settle
+	prefault
+	mqfs_step publish "$r" "mqfs publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$t/publish"
+	mapfile -t parts < <(topic_parts "$t")
+	size=$(sum_sizes "${parts[@]}")
+	((size == MSGS * LINE_BYTES)) || check_fail "mqfs partitions of t$r hold $size bytes, expected $((MSGS * LINE_BYTES))"
+	if [[ $VERIFY == 1 ]]; then
+		# each line is unique and the workload is sorted, so: every partition
+		# is sorted (per-writer order) and their merge is the workload
+		local p
+		for p in "${parts[@]}"; do
+			run sort -c "$p" 2>/dev/null || check_fail "mqfs ${p#"$W"/} is out of order"
+		done
+		run sort -m "${parts[@]}" | cmp -s - "$WORK" || check_fail "mqfs t$r: the partitions are not the workload exactly once"
+	fi
+}
+
+consume_mqfs() {
+	local r=$1 t=$W/mqfs.mnt/t$1 g size
+	local -a parts
+	g=$t/groups/g
+	step "mkdir group" mkdir "$g"
+	mapfile -t parts < <(topic_parts "$g")
+	size=$(sum_sizes "${parts[@]}")
+	((size == MSGS * LINE_BYTES)) || check_fail "mqfs t$r/groups/g holds $size bytes, expected $((MSGS * LINE_BYTES))"
+	settle
+	mqfs_step consume "$r" "mqfs consume" sh -c 'cat "$@" > /dev/null' _ "${parts[@]}"
+}
+
+# drop the round's topic (untimed), so disk use stays small
+drop_topic() { run rmdir "$W/mqfs.mnt/t$1" || warn "rmdir t$1 failed (left in place)"; }
+
+# --------------------------------------------------------------- sections
+
+# record PHASE SYSTEM ROUND: store ELAPSED and print one line
+record() {
+	local phase=$1 sys=$2 r=$3 line
+	T[$phase $sys $r]=$ELAPSED
+	line=$(printf 'round %d/%d %-7s %-7s %7.3f s %7s M msg/s' "$r" "$ROUNDS" "$phase" "$sys" \
+		"$(awk -v us="$ELAPSED" 'BEGIN { print us / 1e6 }')" "$(rate "$ELAPSED")")
+	if [[ $sys == mqfs ]]; then
+		line+=" = $(ratio "$ELAPSED" "${T[$phase floor $r]}") x floor = $(ratio "$ELAPSED" "${T[$phase plain $r]}") x plain"
+	fi
+	[[ -n $EXTRA ]] && line+="  ($EXTRA)"
+	say "$line"
+}
+
+section_throughput() {
+	local r phase sys label
+	say ""
+	say "== throughput: bulk publish (cat > publish) and bulk consume (cat groups/g/*)"
+	for ((r = 1 - WARMUP; r <= ROUNDS; r++)); do
+		label=$r
+		((r >= 1)) || label=warmup$((1 - r))
+		for phase in publish consume; do
+			for sys in plain durable dsync floor mqfs; do
+				[[ $sys == mqfs && $HAVE_MQFS == 0 ]] && continue
+				[[ $phase == consume && ($sys == durable || $sys == dsync) ]] && continue
+				EXTRA=
+				"${phase}_$sys" "$label"
+				((r < 1)) || record "$phase" "$sys" "$r"
+			done
+		done
+		((r >= 1)) || say "(warm-up round $((1 - r)) done, not reported)"
+		((HAVE_MQFS)) && drop_topic "$label"
+	done
+	throughput_summary
+	[[ -z $PROFILE_DIR ]] || throughput_profile
+}
+
+# med PHASE SYSTEM: the median elapsed µs over the rounds (nothing if none)
+med() {
+	local r
+	local -a v=()
+	for ((r = 1; r <= ROUNDS; r++)); do
+		if [[ -n ${T[$1 $2 $r]:-} ]]; then v+=("${T[$1 $2 $r]}"); fi
+	done
+	((${#v[@]} == 0)) || median "${v[@]}"
+}
+
+throughput_summary() {
+	local phase target plain floor mqfs durable dsync rf line vals r
+	say ""
+	say "== summary (median of $ROUNDS rounds, $MSGS msgs of $LINE_BYTES bytes)"
+	for phase in publish consume; do
+		plain=$(med "$phase" plain)
+		floor=$(med "$phase" floor)
+		mqfs=$(med "$phase" mqfs)
+		if [[ -z $mqfs ]]; then
+			say "$phase: mqfs not measured; floor $(rate "$floor") M msg/s = $(ratio "$floor" "$plain") x plain ($(rate "$plain") M)"
+			continue
+		fi
+		[[ $phase == publish ]] && target=$PUBLISH_TARGET || target=$CONSUME_TARGET
+		rf=$(ratio "$mqfs" "$floor")
+		line="$phase: mqfs $(rate "$mqfs") M msg/s = $rf x floor ($(rate "$floor") M) = $(ratio "$mqfs" "$plain") x plain ($(rate "$plain") M)"
+		if ge "$rf" "$target"; then
+			line+="  target >= $target x floor: met"
+		else
+			line+="  target >= $target x floor: MISSED"
+			MISSED=1
+		fi
+		say "$line"
+	done
+	durable=$(med publish durable)
+	dsync=$(med publish dsync)
+	say "(for information, publish to a plain file with one fsync at the end: $(rate "$durable") M msg/s;" \
+		"with an fdatasync per 1 MiB write: $(rate "$dsync") M msg/s)"
+	((HAVE_MQFS)) || return 0
+	for phase in publish consume; do
+		vals=
+		for ((r = 1; r <= ROUNDS; r++)); do
+			vals+="${RSS[$phase $r]:-}"$'\n'
+		done
+		awk -v phase="$phase" 'NF == 4 {
+			if (!n++) { b0 = $1; bl = bh = $1; dl = $2; dh = $3; al = ah = $4 }
+			if ($1 < bl) bl = $1; if ($1 > bh) bh = $1
+			if ($2 < dl) dl = $2; if ($3 > dh) dh = $3
+			if ($4 < al) al = $4; if ($4 > ah) ah = $4
+			a1 = $4
+		} END {
+			printf "mqfs RSS %s (KiB, %d rounds): before %d..%d, during %d..%d, after %d..%d; first before -> last after: %d -> %d\n",
+				phase, n, bl, bh, dl, dh, al, ah, b0, a1
+		}' <<<"$vals"
+	done
+	say "mqfs RSS now: $(rss_kib "${DPID[mqfs]}") KiB"
+}
+
+# perf_top DATA: the top symbols of a perf recording, by self time, then
+# (in the file only) by time including callees
+perf_top() {
+	perf report -i "$1" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.5 2>/dev/null |
+		grep -E '^ +[0-9.]+%' | sed 's/[ -]*$//' | head -n 30 || true
+	echo "-- including callees:"
+	perf report -i "$1" --stdio --children --sort dso,symbol -g none --percent-limit 2 2>/dev/null |
+		grep -E '^ +[0-9.]+%' | sed 's/[ -]*$//' | head -n 40 || true
+}
+
+# profile DAEMON NAME DESC CMD...: run CMD with perf record -g attached to DAEMON
+profile() {
+	local d=$1 name=$2 desc=$3 perfpid
+	shift 3
+	perf record -g -o "$PROFILE_DIR/$name.data" -p "${DPID[$d]}" >"$PROFILE_DIR/$name.log" 2>&1 &
+	perfpid=$!
+	sleep 0.5 # let perf attach
+	timed "$desc" "$@"
+	kill -INT "$perfpid" 2>/dev/null || true
+	wait "$perfpid" || true
+	perf_top "$PROFILE_DIR/$name.data" >"$PROFILE_DIR/$name.txt"
+	say "-- $name: $(rate "$ELAPSED") M msg/s under perf; top symbols (self time), full report $PROFILE_DIR/$name.txt:"
+	head -n 15 "$PROFILE_DIR/$name.txt"
+}
+
+throughput_profile() {
+	command -v perf >/dev/null || { warn "perf not found: no profile"; return 0; }
+	mkdir -p "$PROFILE_DIR"
+	local t=$W/mqfs.mnt/tprof
+	local -a parts
+	say ""
+	say "== profile (one extra round, perf record -g on each daemon; rates are slowed by perf)"
+	: >"$W/floor.back"
+	settle
+	prefault
+	profile floor floor-publish "floor publish" sh -c 'cat "$1" >> "$2"' _ "$WORK" "$W/floor.mnt/f"
+	settle
+	profile floor floor-consume "floor consume" sh -c 'cat "$1" > /dev/null' _ "$W/floor.mnt/f"
+	((HAVE_MQFS)) || return 0
+	step "mkdir topic" mkdir "$t"
+	settle
+	prefault
+	profile mqfs mqfs-publish "mqfs publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$t/publish"
+	step "mkdir group" mkdir "$t/groups/g"
+	mapfile -t parts < <(topic_parts "$t/groups/g")
+	settle
+	profile mqfs mqfs-consume "mqfs consume" sh -c 'cat "$@" > /dev/null' _ "${parts[@]}"
+	timeout -k 5 "$STEP_TIMEOUT" rmdir "$t" || warn "rmdir tprof failed"
+}
+
+# ------------------------------------------------------------------- main
+
+main() {
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	[[ $MSGS =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ && $WARMUP =~ ^[0-9]+$ ]] ||
+		die "MSGS and ROUNDS must be positive integers, WARMUP a number"
+	[[ -z $PROFILE_DIR ]] || PROFILE_DIR=$(realpath -m "$PROFILE_DIR")
+	setup
+	local s
+	for s in $SECTIONS; do
+		declare -F "section_$s" >/dev/null || die "no such section: $s"
+		"section_$s"
+	done
+	say ""
+	local n
+	for n in mqfs floor; do
+		[[ -n ${DPID[$n]:-} ]] || continue
+		stop_daemon "$n" || check_fail "$n did not unmount and exit cleanly"
+	done
+	if ((FAILED)); then
+		warn "some checks failed (see above)"
+		exit 1
+	fi
+	if ((MISSED)) && [[ $STRICT == 1 ]]; then
+		warn "a target was missed (STRICT=1)"
+		exit 1
+	fi
+	say "bench: done"
+}
+
+main "$@"

@@ -1,0 +1,167 @@
+#!/usr/bin/env bats
+# Topics: mkdir creates one, rmdir deletes it with its data; the layout of a
+# topic and of a consumer group (SPEC sections 1 and 3).
+
+load helpers
+
+@test "topics: mkdir should create a topic with publish, partitions, config, stats and groups" {
+	mkdir "$MNT/orders"
+	assert_eq "$(entries "$MNT/orders")" "0 1 2 3 config groups publish stats"
+	run ls "$MNT/orders/groups"
+	assert_status 0
+	assert_output ""
+}
+
+@test "topics: ls of the mount should list every topic and nothing else" {
+	run ls "$MNT"
+	assert_status 0
+	assert_output ""
+	mkdir "$MNT/orders" "$MNT/payments" "$MNT/audit.log"
+	assert_eq "$(entries "$MNT")" "audit.log orders payments"
+}
+
+@test "topics: files and directories should have the documented types and modes" {
+	mkdir "$MNT/t" "$MNT/t/groups/g"
+	cd "$MNT/t"
+	for d in . groups groups/g groups/g/offsets; do
+		[ -d "$d" ]
+	done
+	for f in publish 0 1 2 3 config stats groups/g/0 groups/g/3 groups/g/stats groups/g/offsets/0 groups/g/offsets/3; do
+		[ -f "$f" ]
+	done
+	run stat -c '%a %n' . publish 0 1 2 3 config stats groups \
+		groups/g groups/g/0 groups/g/1 groups/g/2 groups/g/3 groups/g/stats \
+		groups/g/offsets groups/g/offsets/0 groups/g/offsets/1 groups/g/offsets/2 groups/g/offsets/3
+	assert_status 0
+	assert_output "755 .
+200 publish
+644 0
+644 1
+644 2
+644 3
+644 config
+444 stats
+755 groups
+755 groups/g
+444 groups/g/0
+444 groups/g/1
+444 groups/g/2
+444 groups/g/3
+444 groups/g/stats
+755 groups/g/offsets
+644 groups/g/offsets/0
+644 groups/g/offsets/1
+644 groups/g/offsets/2
+644 groups/g/offsets/3"
+}
+
+@test "topics: every file and directory should belong to the mounting user" {
+	mkdir "$MNT/t" "$MNT/t/groups/g"
+	me="$(id -u):$(id -g)"
+	cd "$MNT/t"
+	for f in . publish 0 3 config stats groups groups/g groups/g/0 groups/g/stats groups/g/offsets groups/g/offsets/0; do
+		assert_eq "$(stat -c '%u:%g' "$f")" "$me" "owner of $f"
+	done
+}
+
+@test "topics: mkdir of an existing topic should fail with EEXIST and keep its messages" {
+	mkdir "$MNT/t"
+	echo hello >"$MNT/t/0"
+	run fsop mkdir "$MNT/t"
+	assert_errno EEXIST
+	run mkdir "$MNT/t"
+	assert_fails
+	assert_eq "$(cat "$MNT/t/0")" hello
+}
+
+@test "topics: rmdir should delete the topic, its groups and its data" {
+	mkdir "$MNT/t" "$MNT/keep"
+	echo "payload-that-must-vanish" >"$MNT/t/0"
+	echo "payload-that-must-stay" >"$MNT/keep/0"
+	mkdir "$MNT/t/groups/g"
+	echo 1 >"$MNT/t/groups/g/offsets/0"
+	rmdir "$MNT/t"
+	[ ! -e "$MNT/t" ]
+	assert_eq "$(entries "$MNT")" keep
+	# the data is gone from DATA_DIR too, the other topic's is not
+	run grep -rqF payload-that-must-vanish "$MQ_DATA"
+	assert_status 1
+	run grep -rqF payload-that-must-stay "$MQ_DATA"
+	assert_status 0
+	# a new topic of the same name starts empty, with no groups
+	mkdir "$MNT/t"
+	run cat "$MNT/t/0"
+	assert_status 0
+	assert_output ""
+	run ls "$MNT/t/groups"
+	assert_status 0
+	assert_output ""
+	assert_eq "$(stats_col "$MNT/t/stats" 0 next)" 0
+	assert_eq "$(cat "$MNT/keep/0")" payload-that-must-stay
+}
+
+@test "topics: rmdir of an unknown topic should fail with ENOENT" {
+	run fsop rmdir "$MNT/nosuch"
+	assert_errno ENOENT
+}
+
+@test "topics: an unknown topic should not exist for stat, ls or publish" {
+	run fsop stat "$MNT/nosuch"
+	assert_errno ENOENT
+	run ls "$MNT/nosuch"
+	assert_fails
+	run fsop write "$MNT/nosuch/publish" <<<"hello"
+	assert_errno ENOENT
+	run ls "$MNT"
+	assert_output ""
+}
+
+@test "topics: mkdir inside a topic, groups/G or offsets should fail with EPERM" {
+	mkdir "$MNT/t" "$MNT/t/groups/g"
+	for d in "$MNT/t/foo" "$MNT/t/groups/g/x" "$MNT/t/groups/g/offsets/x"; do
+		run fsop mkdir "$d"
+		assert_errno EPERM
+		[ ! -e "$d" ]
+	done
+	run mkdir "$MNT/t/foo"
+	assert_fails
+	assert_eq "$(entries "$MNT/t")" "0 1 2 3 config groups publish stats"
+}
+
+@test "topics: creating a new regular file anywhere should fail with EPERM" {
+	mkdir "$MNT/t" "$MNT/t/groups/g"
+	for f in "$MNT/file" "$MNT/t/file" "$MNT/t/4" "$MNT/t/groups/file" \
+		"$MNT/t/groups/g/file" "$MNT/t/groups/g/offsets/4"; do
+		run fsop creat "$f"
+		assert_errno EPERM
+		[ ! -e "$f" ]
+	done
+	run touch "$MNT/t/newfile"
+	assert_fails
+	run bash -c 'echo x >"$1"' _ "$MNT/t/newfile"
+	assert_fails
+	[ ! -e "$MNT/t/newfile" ]
+	assert_eq "$(entries "$MNT/t")" "0 1 2 3 config groups publish stats"
+}
+
+@test "topics: a new topic should take its partition count from the mount option" {
+	mq_restart -o partitions=2
+	mkdir "$MNT/t"
+	assert_eq "$(entries "$MNT/t")" "0 1 config groups publish stats"
+	run fsop stat "$MNT/t/2"
+	assert_errno ENOENT
+	mkdir "$MNT/t/groups/g"
+	assert_eq "$(entries "$MNT/t/groups/g/offsets")" "0 1"
+}
+
+@test "topics: 1024 partitions should all be listed" {
+	mq_restart -o partitions=1024
+	mkdir "$MNT/wide"
+	run ls "$MNT/wide"
+	assert_status 0
+	assert_eq "${#lines[@]}" 1028 "entries in a 1024-partition topic"
+	echo last >"$MNT/wide/1023"
+	assert_eq "$(cat "$MNT/wide/1023")" last
+	run fsop stat "$MNT/wide/1024"
+	assert_errno ENOENT
+}
