@@ -36,15 +36,6 @@
 #                       and in order within its partition (0: skip)
 #   PROFILE_DIR=DIR     also run one extra, unreported round with `perf record -g`
 #                       attached to each daemon; perf data and reports go to DIR
-#   PREFAULT=1          before each timed publish, touch and free 2x the data in
-#                       anonymous memory (dd bs=...), so that every system writes
-#                       into recently used RAM. On VMs with free page reporting
-#                       (virtio-balloon, e.g. Firecracker) RAM that was free for a
-#                       few seconds is handed back to the host and costs a host
-#                       page fault per page on first touch: here 100 MB of page
-#                       cache took 200-340 ms cold vs 35 ms warm, which bills
-#                       whoever allocates fresh page cache (a new topic) and not
-#                       whoever rewrites a file it just truncated. 0: off
 #   STRICT=0            1: exit 1 if a target is missed
 #   KEEP=0              1: keep the work dir (data dir, logs) instead of deleting it
 # shellcheck disable=SC2016 # the sh -c '...' scripts expand their own "$1"
@@ -60,7 +51,6 @@ MQFS_OPTS=${MQFS_OPTS:-sync=batch,partitions=4}
 SECTIONS=${SECTIONS:-throughput}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 VERIFY=${VERIFY:-1}
-PREFAULT=${PREFAULT:-1}
 PROFILE_DIR=${PROFILE_DIR:-}
 STRICT=${STRICT:-0}
 KEEP=${KEEP:-0}
@@ -139,17 +129,6 @@ calibrate() {
 
 # settle: flush dirty pages of earlier steps so they don't bill the next one
 settle() { timeout -k 5 "$STEP_TIMEOUT" sync || warn "sync failed or hung"; }
-
-# prefault: see PREFAULT above; call right before a timed publish
-prefault() {
-	[[ $PREFAULT == 1 ]] || return 0
-	local mib avail
-	mib=$((2 * MSGS * LINE_BYTES / 1048576 + 64))
-	avail=$(awk '/^MemAvailable:/ { print int($2 / 2048) }' /proc/meminfo)
-	((mib <= avail)) || mib=$avail
-	timeout -k 5 "$STEP_TIMEOUT" dd if=/dev/zero of=/dev/null bs="${mib}M" count=1 status=none ||
-		warn "prefault (dd bs=${mib}M) failed"
-}
 
 rate() { awk -v n="$MSGS" -v us="$1" 'BEGIN { printf "%.2f", n / us }'; } # M msg/s
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }    # time ratio -> speed ratio
@@ -279,7 +258,7 @@ setup() {
 	command -v fusermount3 >/dev/null || die "fusermount3 not found (apt-get install fuse3)"
 	[[ -e /dev/fuse ]] || die "/dev/fuse missing"
 
-	say "bench: $MSGS msgs of $LINE_BYTES bytes, $ROUNDS rounds (+$WARMUP warm-up), prefault=$PREFAULT, work dir $W ($fstype), $(nproc) cpus, $(uname -r)"
+	say "bench: $MSGS msgs of $LINE_BYTES bytes, $ROUNDS rounds (+$WARMUP warm-up), work dir $W ($fstype), $(nproc) cpus, $(uname -r)"
 
 	# the FUSE floor, built into the work dir (nothing is built in the tree)
 	# shellcheck disable=SC2046 # pkg-config output is a list of flags
@@ -316,13 +295,23 @@ setup() {
 # ------------------------------------------- one function per measurement
 # publish_SYSTEM ROUND / consume_SYSTEM ROUND: untimed preparation, then one
 # timed command (ELAPSED), then untimed checks. EXTRA gets notes for the line.
+#
+# Every publish first deletes what the previous one of its system wrote (the
+# plain file, the floor's backing file, mqfs's previous topic), so that all
+# of them write into page cache recycled a moment ago. This matters on VMs
+# with free page reporting (virtio-balloon, e.g. Firecracker): RAM that stays
+# free for a few seconds goes back to the host, and the first touch of each
+# page then costs a host page fault. Here 100 MB of page cache took 200-340 ms
+# that way against 35 ms recycled, which would bill whoever allocates fresh
+# pages (a new topic) and not whoever rewrites a file it just truncated.
+# (Touching and freeing a large buffer beforehand did not help: big free
+# blocks are exactly what gets reported.)
 
 EXTRA=
 
 publish_plain() {
 	rm -f "$W/plain"
 	settle
-	prefault
 	timed "plain publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$W/plain"
 	EXTRA=
 }
@@ -330,7 +319,6 @@ publish_plain() {
 publish_durable() {
 	rm -f "$W/plain"
 	settle
-	prefault
 	timed "durable publish" sh -c 'cat "$1" > "$2" && sync "$2"' _ "$WORK" "$W/plain"
 	EXTRA="plain + fsync, for information"
 }
@@ -338,7 +326,6 @@ publish_durable() {
 publish_dsync() {
 	rm -f "$W/plain"
 	settle
-	prefault
 	timed "dsync publish" dd if="$WORK" of="$W/plain" bs=1M oflag=dsync status=none
 	EXTRA="plain, fdatasync per 1 MiB write, for information"
 }
@@ -353,7 +340,6 @@ publish_floor() {
 	local pid=${DPID[floor]} c0 size
 	: >"$W/floor.back"
 	settle
-	prefault
 	c0=$(cpu_ticks "$pid")
 	timed "floor publish" sh -c 'cat "$1" >> "$2"' _ "$WORK" "$W/floor.mnt/f"
 	EXTRA="daemon cpu $(cpu_s $(($(cpu_ticks "$pid") - c0))) s"
@@ -395,12 +381,15 @@ sum_sizes() { step "stat $1" stat -c %s "$@" | awk '{ s += $1 } END { print s + 
 
 topic_parts() { local p; for ((p = 0; p < PARTS; p++)); do printf '%s\n' "$1/$p"; done; }
 
+PREV_TOPIC= # the topic of the previous round, deleted by the next publish
+
 publish_mqfs() {
 	local r=$1 t=$W/mqfs.mnt/t$1 size
 	local -a parts
+	drop_topic
+	PREV_TOPIC=t$r
 	step "mkdir topic" mkdir "$t"
 	settle
-	prefault
 	mqfs_step publish "$r" "mqfs publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$t/publish"
 	mapfile -t parts < <(topic_parts "$t")
 	size=$(sum_sizes "${parts[@]}")
@@ -428,8 +417,12 @@ consume_mqfs() {
 	mqfs_step consume "$r" "mqfs consume" sh -c 'cat "$@" > /dev/null' _ "${parts[@]}"
 }
 
-# drop the round's topic (untimed), so disk use stays small
-drop_topic() { run rmdir "$W/mqfs.mnt/t$1" || warn "rmdir t$1 failed (left in place)"; }
+# drop_topic: delete PREV_TOPIC (untimed)
+drop_topic() {
+	[[ -n $PREV_TOPIC ]] || return 0
+	run rmdir "$W/mqfs.mnt/$PREV_TOPIC" || warn "rmdir $PREV_TOPIC failed (left in place)"
+	PREV_TOPIC=
+}
 
 # --------------------------------------------------------------- sections
 
@@ -463,7 +456,6 @@ section_throughput() {
 			done
 		done
 		((r >= 1)) || say "(warm-up round $((1 - r)) done, not reported)"
-		((HAVE_MQFS)) && drop_topic "$label"
 	done
 	throughput_summary
 	[[ -z $PROFILE_DIR ]] || throughput_profile
@@ -560,20 +552,19 @@ throughput_profile() {
 	say "== profile (one extra round, perf record -g on each daemon; rates are slowed by perf)"
 	: >"$W/floor.back"
 	settle
-	prefault
 	profile floor floor-publish "floor publish" sh -c 'cat "$1" >> "$2"' _ "$WORK" "$W/floor.mnt/f"
 	settle
 	profile floor floor-consume "floor consume" sh -c 'cat "$1" > /dev/null' _ "$W/floor.mnt/f"
 	((HAVE_MQFS)) || return 0
+	drop_topic
+	PREV_TOPIC=tprof
 	step "mkdir topic" mkdir "$t"
 	settle
-	prefault
 	profile mqfs mqfs-publish "mqfs publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$t/publish"
 	step "mkdir group" mkdir "$t/groups/g"
 	mapfile -t parts < <(topic_parts "$t/groups/g")
 	settle
 	profile mqfs mqfs-consume "mqfs consume" sh -c 'cat "$@" > /dev/null' _ "${parts[@]}"
-	timeout -k 5 "$STEP_TIMEOUT" rmdir "$t" || warn "rmdir tprof failed"
 }
 
 # ------------------------------------------------------------------- main

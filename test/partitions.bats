@@ -154,3 +154,111 @@ $k	after-2"
 	more_modify_events() { (($(count_modify) > before)); }
 	wait_for 10 more_modify_events
 }
+
+@test "partitions: messages should read back whole across many small segments, also after restarts" {
+	mq_restart -o segment_bytes=1024
+	mkdir "$MNT/t" "$MNT/t/groups/g"
+	for i in $(seq -f %04g 1 500); do
+		echo "segmented message $i"
+	done >>"$MNT/t/1"
+	want=$(seq -f 'segmented message %04g' 1 500)
+	(($(stats_col "$MNT/t/stats" 1 segments) >= 5))
+	for round in fresh restarted killed; do
+		assert_eq "$(cat "$MNT/t/1")" "$want" "partition after a $round mount"
+		assert_eq "$(stat -c %s "$MNT/t/1")" "$(printf '%s\n' "$want" | wc -c)" "st_size after a $round mount"
+		# a read from the middle that spans segment boundaries
+		assert_eq "$(dd if="$MNT/t/1" bs=1000 skip=3 count=4 status=none | cksum)" \
+			"$(printf '%s\n' "$want" | command dd bs=1000 skip=3 count=4 status=none | cksum)"
+		echo 250 >"$MNT/t/groups/g/offsets/1"
+		assert_eq "$(cat "$MNT/t/groups/g/1")" "$(seq -f 'segmented message %04g' 251 500)"
+		assert_eq "$(stats_col "$MNT/t/stats" 1 next)" 500
+		if [ "$round" = fresh ]; then
+			mq_restart
+		elif [ "$round" = restarted ]; then
+			mq_kill9
+			mq_start
+		fi
+	done
+}
+
+@test "partitions: retention_bytes should delete whole old segments and never renumber" {
+	mq_restart -o segment_bytes=1024,retention_bytes=2048
+	mkdir "$MNT/t" "$MNT/t/groups/early"
+	line() { printf 'retained %03d %s\n' "$1" "...........................................";  }
+	for i in $(seq 0 99); do
+		line "$i"
+	done >>"$MNT/t/0"
+	# retention runs in the background: wait for the oldest offset to move
+	first_moved() { (($(stats_col "$MNT/t/stats" 0 first) > 0)); }
+	wait_for 20 first_moved
+	first=$(stats_col "$MNT/t/stats" 0 first)
+	assert_eq "$(stats_col "$MNT/t/stats" 0 next)" 100
+	assert_eq "$(stats_col "$MNT/t/stats" 0 messages)" "$((100 - first))"
+	(($(stats_col "$MNT/t/stats" 0 bytes) < 4096))
+	# what is left is exactly messages first..99, under their old offsets
+	want=$(for ((i = first; i < 100; i++)); do line "$i"; done)
+	assert_eq "$(cat "$MNT/t/0")" "$want"
+	assert_eq "$(stat -c %s "$MNT/t/0")" "$(printf '%s\n' "$want" | wc -c)"
+	# a group from before reads from the first retained message on
+	assert_eq "$(cat "$MNT/t/groups/early/0")" "$want"
+	# a new group starts at the earliest retained message
+	mkdir "$MNT/t/groups/late"
+	assert_eq "$(cat "$MNT/t/groups/late/offsets/0")" "$first"
+	assert_eq "$(cat "$MNT/t/groups/late/0")" "$want"
+	# new messages go on from offset 100
+	line 100 >>"$MNT/t/0"
+	assert_eq "$(stats_col "$MNT/t/stats" 0 next)" 101
+	echo 100 >"$MNT/t/groups/late/offsets/0"
+	assert_eq "$(cat "$MNT/t/groups/late/0")" "$(line 100)"
+}
+
+@test "partitions: retention_ms should delete expired messages and keep the offsets going" {
+	mq_restart -o retention_ms=1000
+	mkdir "$MNT/t"
+	printf 'old-0\nold-1\nold-2\n' >>"$MNT/t/2"
+	all_expired() { [[ $(stats_col "$MNT/t/stats" 2 first) == 3 ]]; }
+	wait_for 20 all_expired
+	run cat "$MNT/t/2"
+	assert_status 0
+	assert_output ""
+	assert_eq "$(stat -c %s "$MNT/t/2")" 0
+	assert_eq "$(stats_col "$MNT/t/stats" 2 next)" 3
+	assert_eq "$(stats_col "$MNT/t/stats" 2 messages)" 0
+	echo new-3 >>"$MNT/t/2"
+	assert_eq "$(cat "$MNT/t/2")" new-3
+	assert_eq "$(stats_col "$MNT/t/stats" 2 next)" 4
+	mkdir "$MNT/t/groups/g"
+	assert_eq "$(cat "$MNT/t/groups/g/offsets/2")" 3
+	assert_eq "$(cat "$MNT/t/groups/g/2")" new-3
+}
+
+@test "partitions: a reader during concurrent publishing should only see whole lines, growing by appends" {
+	mkdir "$MNT/t"
+	pad=$(printf 'r%.0s' $(seq 1 100))
+	for w in 1 2; do
+		mq_bg bash -c 'for ((i = 1; i <= 1500; i++)); do printf "w%d-%05d-%s\n" "$2" "$i" "$3"; done >"$1"' \
+			_ "$MNT/t/publish" "$w" "$pad"
+	done
+	snaps=$BATS_TEST_TMPDIR/snap
+	prev_size=0
+	for ((n = 0; n < 40; n++)); do
+		cat "$MNT/t/1" >"$snaps.$n"
+		size=$(command wc -c <"$snaps.$n")
+		# whole lines only
+		run awk -v pad="$pad" '$0 !~ ("^w[12]-[0-9][0-9][0-9][0-9][0-9]-" pad "$") { print "bad line: " $0; bad = 1 } END { exit bad }' "$snaps.$n"
+		assert_status 0
+		if ((size > 0)); then
+			assert_eq "$(command tail -c 1 "$snaps.$n" | od -An -c | tr -d ' ')" '\n' "last byte of read $n"
+		fi
+		# append-only: what was read before is a prefix of what is read now
+		((size >= prev_size))
+		if ((n > 0)); then
+			command cmp -n "$prev_size" "$snaps.$((n - 1))" "$snaps.$n"
+		fi
+		prev_size=$size
+	done
+	for pid in "${MQ_BG_PIDS[@]}"; do
+		wait "$pid"
+	done
+	assert_eq "$(cat "$MNT"/t/[0-3] | wc -l)" 3000
+}

@@ -184,3 +184,52 @@ $MNT/t/3:0"
 	assert_status 0
 	assert_output ""
 }
+
+@test "publish: a line of exactly 1 MiB should be accepted by default and 1 MiB + 1 refused" {
+	mkdir "$MNT/t"
+	k=$(key_for_partition 0 4)
+	big=$BATS_TEST_TMPDIR/big
+	{ printf '%s\t' "$k"; head -c $((1048576 - ${#k} - 1)) /dev/zero | tr '\0' m; echo; } >"$big"
+	run fsop write "$MNT/t/publish" <"$big"
+	assert_output "OK 1048577"
+	{ printf '%s\t' "$k"; head -c $((1048576 - ${#k})) /dev/zero | tr '\0' m; echo; } >"$big.2"
+	run fsop write "$MNT/t/publish" <"$big.2"
+	assert_errno EMSGSIZE
+	assert_eq "$(stat -c %s "$MNT/t/0")" 1048577
+	assert_eq "$(cat "$MNT/t/0" | cksum)" "$(command cat "$big" | cksum)"
+	assert_eq "$(stats_col "$MNT/t/stats" 0 messages)" 1
+}
+
+@test "publish: bytes other than newline (NUL, CR, 0xff) should be stored verbatim" {
+	mkdir "$MNT/t"
+	k=$(key_for_partition 3 4)
+	printf '%s\tA\0B\r\xff\x01 z\n' "$k" >"$MNT/t/publish"
+	printf 'raw\0\r\n' >>"$MNT/t/2"
+	assert_eq "$(cat "$MNT/t/3" | od -An -tx1 | tr -s ' \n' ' ')" \
+		"$(printf '%s\tA\0B\r\xff\x01 z\n' "$k" | od -An -tx1 | tr -s ' \n' ' ')"
+	assert_eq "$(cat "$MNT/t/2" | od -An -tx1 | tr -s ' \n' ' ')" " 72 61 77 00 0d 0a "
+}
+
+@test "publish: a line with a key and an empty rest should keep its trailing tab" {
+	mkdir "$MNT/t"
+	printf 'lonely-key\t\n' >"$MNT/t/publish"
+	p=$(key_partition lonely-key 4)
+	assert_eq "$(cat "$MNT/t/$p"; echo .)" $'lonely-key\t\n.'
+}
+
+@test "publish: a write with O_NONBLOCK should publish like any other" {
+	mkdir "$MNT/t"
+	run fsop write-nb "$MNT/t/publish" <<<$'k\tnonblocking'
+	assert_output "OK 14"
+	assert_eq "$(cat "$MNT/t/$(key_partition k 4)")" $'k\tnonblocking'
+}
+
+@test "publish: ten thousand lines in one write() should all be stored in order" {
+	mkdir "$MNT/t"
+	seq -f 'k%g' 1 10000 | awk '{ printf "%s\tbulk %05d\n", "same-key", NR }' >"$BATS_TEST_TMPDIR/bulk"
+	run fsop write "$MNT/t/publish" <"$BATS_TEST_TMPDIR/bulk"
+	assert_output "OK $(command wc -c <"$BATS_TEST_TMPDIR/bulk")"
+	p=$(key_partition same-key 4)
+	assert_eq "$(cat "$MNT/t/$p" | cksum)" "$(command cat "$BATS_TEST_TMPDIR/bulk" | cksum)"
+	assert_eq "$(stats_col "$MNT/t/stats" "$p" next)" 10000
+}
