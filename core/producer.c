@@ -18,7 +18,8 @@ struct prod {
 	struct topic *t;		/* a reference; immutable */
 	struct commit *commit;		/* borrowed; immutable */
 	int part;			/* target partition, -1 = route by key */
-	uint64_t rr;			/* next keyless slot; lock */
+	uint64_t rr;			/* writes so far: picks the keyless partition; lock */
+	uint32_t keyless;		/* partition of this write's keyless lines; lock */
 	char *partial;			/* last line so far, no '\n'; lock */
 	size_t plen, pcap;		/* lock; plen <= max_message */
 	int refused;			/* a line was refused: EMSGSIZE for good; lock */
@@ -177,7 +178,7 @@ static uint32_t route(struct prod *pr, const char *p, size_t len, uint32_t n)
 	tab = memchr(p, '\t', len);
 	if (tab && tab > p)
 		return (uint32_t)(XXH3_64bits(p, (size_t)(tab - p)) % n);
-	return (uint32_t)(pr->rr++ % n);
+	return pr->keyless;
 }
 
 /*
@@ -284,6 +285,10 @@ void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *r
 	}
 	n = topic_nparts(pr->t);
 	pthread_mutex_lock(&pr->lock);
+	/* Keyless lines of one write() go to one partition, the next write's
+	 * to the next: one write per partition per call, one fsync per
+	 * commit (Kafka's sticky partitioner does the same per batch). */
+	pr->keyless = (uint32_t)(pr->rr++ % n);
 	s = scratch_get(len / 2 + 2, len + pr->plen + 1);
 	rc = s ? partial_room(pr, c.max_message) : -ENOMEM;
 	if (rc < 0)
@@ -381,6 +386,7 @@ void prod_flush(struct prod *pr, struct prod_req *rq)
 		rc = rc < 0 ? rc : -ENOMEM;
 		goto out_err;
 	}
+	pr->keyless = (uint32_t)(pr->rr++ % topic_nparts(pr->t));
 	/* partial has room for the '\n' (pcap = max_message + 1). */
 	pr->partial[pr->plen] = '\n';
 	s->lines[0].p = pr->partial;

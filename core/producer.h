@@ -15,8 +15,11 @@
  *     file to go on (the kernel also splits one large write() into several
  *     requests, so "the retry" may be the kernel's own next request);
  *   - on T/publish, a line KEY<TAB>REST with a non-empty KEY goes to
- *     partition XXH3_64bits(KEY) % N; keyless lines go round-robin, line by
- *     line, from a start that differs per producer;
+ *     partition XXH3_64bits(KEY) % N; the keyless lines of one write() all
+ *     go to one partition, and successive writes go round-robin over the
+ *     partitions, from a start that differs per producer (sticky per
+ *     batch, as Kafka's default partitioner: it keeps a big write to one
+ *     append and one fsync);
  *   - each write appends with one write per partition it touches.
  *
  * Completion: prod_write and prod_flush always finish by calling rq->done

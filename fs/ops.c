@@ -319,6 +319,57 @@ static void free_fh(struct fh *h)
 	free(h);
 }
 
+/*
+ * Per-thread reply buffer, reused: a partition read is one pread into it
+ * and one reply, with no allocation per request. Text files and listings
+ * are copied into it too before the reply: the reader can get its bytes,
+ * close, and have another thread free the handle (release) before our
+ * writev to /dev/fuse has returned.
+ */
+static pthread_key_t rbuf_key;
+static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
+
+struct rbuf {
+	size_t cap;
+	char data[];
+};
+
+static void rbuf_init(void)
+{
+	(void)pthread_key_create(&rbuf_key, free);
+}
+
+static char *rbuf_get(size_t size)
+{
+	struct rbuf *b;
+
+	pthread_once(&rbuf_once, rbuf_init);
+	b = pthread_getspecific(rbuf_key);
+	if (!b || b->cap < size) {
+		struct rbuf *nb = realloc(b, sizeof(*nb) + size);
+
+		if (!nb)
+			return NULL;
+		nb->cap = size;
+		b = nb;
+		(void)pthread_setspecific(rbuf_key, b);
+	}
+	return b->data;
+}
+
+/* Reply with a copy of buf (see rbuf_get). */
+static void reply_copy(fuse_req_t req, const char *buf, size_t len)
+{
+	char *copy = rbuf_get(len);
+
+	if (!copy) {
+		mqfs_reply_err(req, -ENOMEM);
+		return;
+	}
+	memcpy(copy, buf, len);
+	fuse_reply_buf(req, copy, len);
+}
+
 /* ---- directories ---- */
 
 static int add_entry(fuse_req_t req, struct fh *h, size_t *cap, const char *name,
@@ -450,7 +501,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* A cut entry at the end is fine: the kernel drops it and asks again
 	 * from the offset of the last whole one. */
 	end = h->len - (size_t)off < size ? h->len : (size_t)off + size;
-	fuse_reply_buf(req, h->text + off, end - (size_t)off);
+	reply_copy(req, h->text + off, end - (size_t)off);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -656,39 +707,6 @@ out_err:
 	mqfs_reply_err(req, rc);
 }
 
-/* Per-thread read buffer, reused: a partition read is one pread into it
- * and one reply, with no allocation per request. */
-static pthread_key_t rbuf_key;
-static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
-
-struct rbuf {
-	size_t cap;
-	char data[];
-};
-
-static void rbuf_init(void)
-{
-	(void)pthread_key_create(&rbuf_key, free);
-}
-
-static char *rbuf_get(size_t size)
-{
-	struct rbuf *b;
-
-	pthread_once(&rbuf_once, rbuf_init);
-	b = pthread_getspecific(rbuf_key);
-	if (!b || b->cap < size) {
-		struct rbuf *nb = realloc(b, sizeof(*nb) + size);
-
-		if (!nb)
-			return NULL;
-		nb->cap = size;
-		b = nb;
-		(void)pthread_setspecific(rbuf_key, b);
-	}
-	return b->data;
-}
-
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -700,7 +718,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (h->kind != MQFS_PART && h->kind != MQFS_GPART) {
 		size_t o = (size_t)off < h->len ? (size_t)off : h->len;
 
-		fuse_reply_buf(req, h->text + o, size < h->len - o ? size : h->len - o);
+		reply_copy(req, h->text + o, size < h->len - o ? size : h->len - o);
 		return;
 	}
 	buf = rbuf_get(size);

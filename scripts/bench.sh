@@ -433,7 +433,9 @@ record() {
 	line=$(printf 'round %d/%d %-7s %-7s %7.3f s %7s M msg/s' "$r" "$ROUNDS" "$phase" "$sys" \
 		"$(awk -v us="$ELAPSED" 'BEGIN { print us / 1e6 }')" "$(rate "$ELAPSED")")
 	if [[ $sys == mqfs ]]; then
-		line+=" = $(ratio "$ELAPSED" "${T[$phase floor $r]}") x floor = $(ratio "$ELAPSED" "${T[$phase plain $r]}") x plain"
+		local target=$PUBLISH_TARGET
+		[[ $phase == consume ]] && target=$CONSUME_TARGET
+		line+=" = $(ratio "$ELAPSED" "${T[$phase floor $r]}") x floor (target $target) = $(ratio "$ELAPSED" "${T[$phase plain $r]}") x plain"
 	fi
 	[[ -n $EXTRA ]] && line+="  ($EXTRA)"
 	say "$line"

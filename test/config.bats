@@ -101,7 +101,8 @@ retry_backoff_ms=200"
 		sync=sometimes sync= overflow=drop max_message=abc max_message=-1 \
 		retention_ms=1.5 retention_bytes=x max_bytes=-5 max_deliveries=many \
 		ack_wait_ms=10s retry_backoff_ms= segment_bytes=big max_message \
-		=5 "max_message=2048 extra" 18446744073709551616; do
+		=5 "max_message=2048 extra" 18446744073709551616 partitions=4294967297 \
+		max_message=18446744073709551616 max_deliveries=1e3; do
 		run fsop write "$MNT/t/config" <<<$'ack_wait_ms=1234\n'"$kv"
 		assert_errno EINVAL
 		assert_eq "$(cat "$MNT/t/config")" "$DEFAULTS" "config after writing '$kv'"
@@ -174,6 +175,41 @@ retry_backoff_ms=200"
 	run fsop write "$MNT/t/0" <<<"0123456789a"
 	assert_errno EMSGSIZE
 	assert_eq "$(cat "$MNT/t/0")" 0123456789
+}
+
+@test "config: growing partitions while writers publish should lose and tear nothing" {
+	mkdir "$MNT/t"
+	for w in 1 2; do
+		mq_bg bash -c 'for ((i = 1; i <= 1500; i++)); do printf "key%d\tw%d-%05d\n" $((i % 13)) "$2" "$i"; done >"$1"' \
+			_ "$MNT/t/publish" "$w"
+	done
+	# grow in two steps while the writers run
+	grown() { (($(cat "$MNT"/t/[0-3] | wc -l) >= $1)); }
+	wait_for 30 grown 300
+	echo partitions=6 >>"$MNT/t/config"
+	wait_for 30 grown 600
+	echo partitions=8 >>"$MNT/t/config"
+	for pid in "${MQ_BG_PIDS[@]}"; do
+		wait "$pid"
+	done
+	for k in $(seq 0 12); do
+		allowed[k]=" $(key_partition "key$k" 4) $(key_partition "key$k" 6) $(key_partition "key$k" 8) "
+	done
+	for p in 0 1 2 3 4 5 6 7; do
+		while IFS=$'\t' read -r key rest; do
+			[[ $rest =~ ^w[12]-[0-9]{5}$ ]] || {
+				echo "torn line in partition $p: $key $rest" >&2
+				false
+			}
+			k=${key#key}
+			[[ ${allowed[k]} == *" $p "* ]] || {
+				echo "$key in partition $p, expected one of:${allowed[k]}" >&2
+				false
+			}
+		done < <(cat "$MNT/t/$p")
+	done
+	assert_eq "$(cat "$MNT"/t/[0-7] | wc -l)" 3000
+	assert_eq "$(cat "$MNT"/t/[0-7] | sort -u | wc -l)" 3000
 }
 
 @test "stats: T/stats should have a header and one row per partition" {
@@ -252,6 +288,7 @@ refuse() {
 	refuse partitions=0 partitions
 	refuse partitions=1025 partitions
 	refuse partitions=four partitions
+	refuse partitions=4294967297 partitions
 	refuse sync=sometimes sync
 	refuse overflow=drop overflow
 	refuse max_message=big max_message

@@ -116,7 +116,8 @@ setup() {
 	printf 'a\nb\nc\nd\n' >>"$MNT/t/1"
 	mkdir "$G"
 	echo 2 >"$G/offsets/1"
-	for bad in abc -1 3x 1.5 0x2 + ++1 +-1 +x "1 2" 18446744073709551616 99999999999999999999999; do
+	for bad in abc -1 3x 1.5 0x2 + ++1 +-1 +x "1 2" 18446744073709551616 99999999999999999999999 \
+		18446744073709551615 +18446744073709551615 +18446744073709551614; do
 		run fsop write "$G/offsets/1" <<<"$bad"
 		assert_errno EINVAL
 		assert_eq "$(cat "$G/offsets/1")" 2 "offset after writing '$bad'"

@@ -104,15 +104,15 @@ mq_start() {
 	done
 }
 
-# mq_wait_exit: wait (with a deadline) for the daemon to exit on its own;
-# sets MQ_EXIT to its exit status. Fails if it is still running.
+# mq_wait_exit [SECONDS]: wait (default MQ_DEADLINE) for the daemon to exit
+# on its own; sets MQ_EXIT to its exit status. Fails if it is still running.
 mq_wait_exit() {
-	local deadline=$((SECONDS + MQ_DEADLINE))
+	local deadline=$((SECONDS + ${1:-$MQ_DEADLINE}))
 	while kill -0 "$MQ_PID" 2>/dev/null; do
 		# a zombie still answers kill -0; wait reaps it below
 		[[ $(command awk '/^State:/ { print $2 }' "/proc/$MQ_PID/status" 2>/dev/null) == Z ]] && break
 		if ((SECONDS >= deadline)); then
-			echo "mqfs (pid $MQ_PID) still running ${MQ_DEADLINE}s after unmount" >&2
+			echo "mqfs (pid $MQ_PID) still running ${1:-$MQ_DEADLINE}s after unmount" >&2
 			return 1
 		fi
 		sleep 0.02
@@ -161,7 +161,7 @@ mq_kill9() {
 		wait "$MQ_PID" # status 137 is the point here, and bash's "Killed" note
 	} 2>/dev/null || :
 	MQ_PID=
-	timeout "$MQ_TIMEOUT" fusermount3 -uz "$MNT" 2>/dev/null || true # may already be gone
+	timeout "$MQ_TIMEOUT" fusermount3 -uz "$MNT" 2>/dev/null || : # may already be gone
 	deadline=$((SECONDS + MQ_DEADLINE))
 	while mq_is_mounted "$MNT"; do
 		if ((SECONDS >= deadline)); then
@@ -186,7 +186,10 @@ mq_teardown() {
 	exec 5>&- 6>&- 7>&- # descriptors tests open on the mount
 	cd "$BATS_TEST_TMPDIR" # a test may have cd'ed into the mount
 	for pid in "${MQ_BG_PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null # one that already finished is fine
+		# Only a process that is still our child: a PID already reaped
+		# (wait_gone) may belong to someone else by now (pid_max 32768).
+		[[ $(ps -o ppid= -p "$pid" 2>/dev/null) -eq $BASHPID ]] || continue
+		kill -TERM "$pid" 2>/dev/null # one that just finished is fine
 	done
 	for pid in "${MQ_BG_PIDS[@]}"; do
 		wait "$pid" 2>/dev/null # its status was for the test to check
@@ -195,12 +198,21 @@ mq_teardown() {
 		timeout "$MQ_TIMEOUT" fusermount3 -uz "$MNT" || rc=1
 	fi
 	if [[ -n ${MQ_PID:-} ]]; then
-		kill -TERM "$MQ_PID" 2>/dev/null # only the daemon this test started
-		if ! mq_wait_exit; then
+		# an unmounted daemon exits by itself (status 0, after its sanitizer
+		# checks); one that does not is ended, by its PID only
+		if mq_wait_exit 10; then
+			if ((MQ_EXIT != 0)); then
+				echo "mqfs exited with status $MQ_EXIT after unmount" >&2
+				rc=1
+			fi
+		else
 			rc=1
-			kill -KILL "$MQ_PID" 2>/dev/null
-			wait "$MQ_PID" 2>/dev/null
-			MQ_PID=
+			kill -TERM "$MQ_PID" 2>/dev/null
+			if ! mq_wait_exit 10; then
+				kill -KILL "$MQ_PID" 2>/dev/null
+				wait "$MQ_PID" 2>/dev/null
+				MQ_PID=
+			fi
 		fi
 	fi
 	for m in "${MQ_EXTRA_MOUNTS[@]}"; do

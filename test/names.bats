@@ -6,18 +6,19 @@ load helpers
 
 LONG200=$(printf 'n%.0s' $(seq 1 200))
 LONG201=${LONG200}x
+LONG300=${LONG200}$(printf 'm%.0s' $(seq 1 100)) # FUSE passes names up to 1024 bytes
 
 # Names the daemon must refuse. ".", ".." and "a/b" are not here: the kernel
 # answers those itself before mqfs sees them.
 BAD_NAMES=(".hidden" "..x" "a b" "a:b" "a*b" "a+b" "a@b" "a%2fb" 'a\b' "é"
-	$'a\tb' $'a\nb' $'\x01x' "$LONG201")
+	$'a\tb' $'a\nb' $'\x01x' "$LONG201" "$LONG300")
 
 @test "names: topic names of [A-Za-z0-9._-] up to 200 bytes should be accepted" {
-	for n in a Z 0 a.b a..b a-b a_b -lead _lead A.b-C_9 "$LONG200"; do
+	for n in a Z 0 a.b a..b a-b a_b -lead _lead trail. A.b-C_9 "$LONG200"; do
 		mkdir "$MNT/$n"
 		[ -d "$MNT/$n" ]
 	done
-	assert_eq "$(entries "$MNT")" "$(printf '%s\n' a Z 0 a.b a..b a-b a_b -lead _lead A.b-C_9 "$LONG200" | LC_ALL=C sort | paste -sd' ' -)"
+	assert_eq "$(entries "$MNT")" "$(printf '%s\n' a Z 0 a.b a..b a-b a_b -lead _lead trail. A.b-C_9 "$LONG200" | LC_ALL=C sort | paste -sd' ' -)"
 	echo hello >"$MNT/$LONG200/0"
 	assert_eq "$(cat "$MNT/$LONG200/0")" hello
 }
@@ -168,4 +169,24 @@ EMSGSIZE"
 	assert_eq "$(cat "$MNT"/t/[0-3] | wc -c)" 5
 	printf 'k\tafter\n' >"$MNT/t/publish"
 	assert_eq "$(cat "$MNT/t/$(key_partition k 4)" | tail -n 1)" $'k\tafter'
+}
+
+@test "names: names that look like the layout should be ordinary topics and groups" {
+	for n in topics groups publish config stats offsets parts lock tmp; do
+		mkdir "$MNT/$n" "$MNT/$n/groups/$n"
+		echo "in $n" >"$MNT/$n/1"
+		assert_eq "$(cat "$MNT/$n/groups/$n/1")" "in $n"
+	done
+	assert_eq "$(entries "$MNT")" "config groups lock offsets parts publish stats tmp topics"
+	assert_eq "$(entries "$MNT/stats/groups")" stats
+}
+
+@test "names: 200-byte topic and group names should survive a restart" {
+	mkdir "$MNT/$LONG200" "$MNT/$LONG200/groups/$LONG200"
+	echo kept >"$MNT/$LONG200/2"
+	echo 1 >"$MNT/$LONG200/groups/$LONG200/offsets/2"
+	mq_restart
+	assert_eq "$(entries "$MNT")" "$LONG200"
+	assert_eq "$(cat "$MNT/$LONG200/2")" kept
+	assert_eq "$(cat "$MNT/$LONG200/groups/$LONG200/offsets/2")" 1
 }

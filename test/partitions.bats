@@ -199,8 +199,11 @@ $k	after-2"
 	want=$(for ((i = first; i < 100; i++)); do line "$i"; done)
 	assert_eq "$(cat "$MNT/t/0")" "$want"
 	assert_eq "$(stat -c %s "$MNT/t/0")" "$(printf '%s\n' "$want" | wc -c)"
-	# a group from before reads from the first retained message on
+	# a group from before reads from the first retained message on, and
+	# lags by what is retained
 	assert_eq "$(cat "$MNT/t/groups/early/0")" "$want"
+	assert_eq "$(stats_col "$MNT/t/groups/early/stats" 0 lag)" "$((100 - first))"
+	assert_eq "$(stats_col "$MNT/t/stats" 0 max_lag)" "$((100 - first))"
 	# a new group starts at the earliest retained message
 	mkdir "$MNT/t/groups/late"
 	assert_eq "$(cat "$MNT/t/groups/late/offsets/0")" "$first"

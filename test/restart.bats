@@ -126,8 +126,9 @@ wait_gone() {
 # The writers of the crash test (run with bash -c, outside bats' traps).
 # Each line is a pure function of (writer, round, counter), so any line found
 # in a partition can be checked for being whole and in its right place.
-# writer_lines: one open and one write() per line;
-# writer_split: one open for the round, each line in two write() calls.
+# writer_lines: publish, one open and one write() per line;
+# writer_split: publish, one open per round, each line in two write() calls;
+# writer_direct: straight into partition 3, one open and one write() per line.
 # A line is recorded in $REC.wN only after the write() holding its \n returned.
 WRITERS='
 line_of() { printf -v line "key%d\tw%d-r%d-%06d-%s" $(($3 % 7)) "$1" "$2" "$3" "$PAD"; }
@@ -149,30 +150,47 @@ writer_split() {
 		printf "%s\n" "$line" >>"$REC.w$1"
 	done
 	exec 7>&-
+}
+writer_direct() {
+	local i line
+	for ((i = 1; i <= 100000; i++)); do
+		line_of "$1" "$2" "$i"
+		printf "%s\n" "$line" 2>/dev/null >>"$MNT/t/3" || break
+		printf "%s\n" "$line" >>"$REC.w$1"
+	done
 }'
 
 @test "restart: kill -9 while writers publish should keep every returned line once, in order, untorn" {
-	mq_restart -o sync=always
+	# small segments, so that kills also land around segment rolls
+	mq_restart -o sync=always,segment_bytes=4096
 	mkdir "$MNT/t"
 	PAD=$(printf 'p%.0s' $(seq 1 60))
 	REC=$BATS_TEST_TMPDIR/acked
 	: >"$REC.w1"
 	: >"$REC.w2"
-	acked_in_round() { command cat "$REC.w1" "$REC.w2" | command grep -c -- "-r$r-"; }
-	enough_acked() { (($(acked_in_round) >= r * 60)); }
-	for r in 1 2 3; do
-		mq_bg bash -c "$WRITERS"'
-			MNT=$1 REC=$2 PAD=$3 writer_lines 1 "$4"' _ "$MNT" "$REC" "$PAD" "$r"
-		w1=$MQ_BG
-		mq_bg bash -c "$WRITERS"'
-			MNT=$1 REC=$2 PAD=$3 writer_split 2 "$4"' _ "$MNT" "$REC" "$PAD" "$r"
-		w2=$MQ_BG
+	: >"$REC.w3"
+	acked_in_round() { command cat "$REC.w1" "$REC.w2" "$REC.w3" | command grep -c -- "-r$r-"; }
+	enough_acked() { (($(acked_in_round) >= target)); }
+	# every sync mode must keep what returned: two rounds each of always and
+	# batch, then none; the kill points vary from round to round
+	modes=(always always batch batch none)
+	targets=(40 150 70 200 100)
+	for r in 1 2 3 4 5; do
+		echo "sync=${modes[r - 1]}" >>"$MNT/t/config"
+		target=${targets[r - 1]}
+		for w in 1 2 3; do
+			fn=(x writer_lines writer_split writer_direct)
+			mq_bg bash -c "$WRITERS"'
+				MNT=$1 REC=$2 PAD=$3 '"${fn[w]}"' '"$w"' "$4"' _ "$MNT" "$REC" "$PAD" "$r"
+			writer[w]=$MQ_BG
+		done
 		wait_for 90 enough_acked
+		sleep "0.0$((RANDOM % 10))" # a little further into the stream
 		mq_kill9
-		wait_gone "$w1" "$w2" # each stops at its first failed write
+		wait_gone "${writer[1]}" "${writer[2]}" "${writer[3]}" # each stops at its first failed write
 		mq_start
 	done
-	echo "acked lines: $(command cat "$REC.w1" "$REC.w2" | wc -l)"
+	echo "acked lines: $(command cat "$REC.w1" "$REC.w2" "$REC.w3" | wc -l)"
 
 	parts=""
 	for k in 0 1 2 3 4 5 6; do
@@ -185,18 +203,19 @@ writer_split() {
 	done
 	cd "$BATS_TEST_TMPDIR"
 
-	# every line is whole, in its key's partition, in order per writer, once
+	# every line is whole, in its partition, in order per writer, and once
 	run awk -v pad="$PAD" -v parts="$parts" '
 		BEGIN { split(parts, kp, " ") }
 		FNR == 1 { p = substr(FILENAME, 5) + 0; delete last }
 		{
-			if ($0 !~ ("^key[0-6]\tw[12]-r[1-3]-[0-9][0-9][0-9][0-9][0-9][0-9]-" pad "$")) {
+			if ($0 !~ ("^key[0-6]\tw[123]-r[1-5]-[0-9][0-9][0-9][0-9][0-9][0-9]-" pad "$")) {
 				print "torn or foreign line in partition " p ": " $0; bad = 1; next
 			}
 			split($0, a, "\t"); k = substr(a[1], 4) + 0
 			split(a[2], b, "-"); w = b[1]; r = substr(b[2], 2) + 0; i = b[3] + 0
 			if (i % 7 != k) { print "key and counter disagree: " $0; bad = 1 }
-			if (kp[k + 1] != p) { print "in partition " p " instead of " kp[k + 1] ": " $0; bad = 1 }
+			want = (w == "w3") ? 3 : kp[k + 1]
+			if (want != p) { print "in partition " p " instead of " want ": " $0; bad = 1 }
 			s = r * 1000000 + i
 			if (s <= last[w]) { print "out of order in partition " p ": " $0; bad = 1 }
 			last[w] = s
@@ -206,7 +225,7 @@ writer_split() {
 	assert_status 0
 
 	# every line whose write() returned is there
-	command cat acked.w1 acked.w2 | LC_ALL=C command sort >want
+	command cat acked.w1 acked.w2 acked.w3 | LC_ALL=C command sort >want
 	command cat got.0 got.1 got.2 got.3 | LC_ALL=C command sort >have
 	run comm -23 want have
 	assert_status 0
@@ -221,4 +240,80 @@ writer_split() {
 			if (b[3] + 0 != max[id] + 1 || extra[id]++) { print "unexpected line: " $0; bad = 1 } }
 		END { exit bad }' want <(LC_ALL=C comm -13 want have)
 	assert_status 0
+	(($(stats_col "$MNT/t/stats" 3 segments) > 1)) # the kills did land among rolls
+}
+
+# whole_topic T: T has the full layout and a readable config.
+whole_topic() {
+	assert_eq "$(entries "$MNT/$1")" "0 1 2 3 config groups publish stats" "layout of $1"
+	assert_eq "$(cat "$MNT/$1/config" | wc -l)" 11 "config lines of $1"
+	run cat "$MNT/$1/0"
+	assert_status 0
+}
+
+# whole_group T/groups/G: G has the full layout and readable offsets.
+whole_group() {
+	assert_eq "$(entries "$MNT/$1")" "0 1 2 3 offsets stats" "layout of $1"
+	assert_eq "$(cat "$MNT/$1/offsets/0")" 0 "offsets/0 of $1"
+}
+
+@test "restart: kill -9 during mkdir and rmdir should leave every topic and group whole or gone" {
+	rec=$BATS_TEST_TMPDIR/ops
+	: >"$rec"
+	mq_bg bash -c '
+		M=$1 R=$2
+		op() { echo "begin $1 $2" >>"$R"; "$1" "$M/$2" 2>/dev/null || exit 0; echo "done $1 $2" >>"$R"; }
+		for ((i = 1; i <= 100000; i++)); do
+			op mkdir "t$i"
+			op mkdir "t$i/groups/g$i"
+			if ((i % 2 == 0)); then
+				op rmdir "t$((i - 1))/groups/g$((i - 1))"
+				op rmdir "t$((i - 1))"
+			fi
+		done' _ "$MNT" "$rec"
+	ops=$MQ_BG
+	enough_ops() { (($(command grep -c '^done' "$rec") >= 80)); }
+	wait_for 60 enough_ops
+	mq_kill9
+	wait_gone "$ops"
+	mq_start
+
+	# replay what returned; the op in flight may or may not have happened
+	declare -A want=()
+	inflight=
+	while read -r what op target; do
+		if [ "$what" = begin ]; then
+			inflight=$target
+			continue
+		fi
+		inflight=
+		if [ "$op" = mkdir ]; then
+			want[$target]=1
+		else
+			unset "want[$target]"
+		fi
+	done <"$rec"
+	for target in "${!want[@]}"; do
+		[ "$target" = "$inflight" ] && continue
+		case $target in
+		*/groups/*) whole_group "$target" ;;
+		*) whole_topic "$target" ;;
+		esac
+	done
+	# nothing else, and whatever is there is whole
+	for t in $(ls "$MNT"); do
+		if [[ -z ${want[$t]:-} && $t != "$inflight" ]]; then
+			echo "topic $t is there but was never created or was removed" >&2
+			false
+		fi
+		whole_topic "$t"
+		for g in $(ls "$MNT/$t/groups"); do
+			if [[ -z ${want[$t/groups/$g]:-} && $t/groups/$g != "$inflight" ]]; then
+				echo "group $t/groups/$g is there but was never created or was removed" >&2
+				false
+			fi
+			whole_group "$t/groups/$g"
+		done
+	done
+	echo "topics after the kill: $(ls "$MNT" | wc -l), ops done: $(command grep -c '^done' "$rec")"
 }

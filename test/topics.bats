@@ -164,4 +164,42 @@ load helpers
 	assert_eq "$(cat "$MNT/wide/1023")" last
 	run fsop stat "$MNT/wide/1024"
 	assert_errno ENOENT
+	# keyed routing modulo 1024
+	printf 'routed-key\tv\n' >"$MNT/wide/publish"
+	assert_eq "$(cat "$MNT/wide/$(key_partition routed-key 1024)")" $'routed-key\tv'
+}
+
+@test "topics: concurrent mkdir of one name should create it once and give EEXIST to the rest" {
+	for i in 1 2 3 4 5 6 7 8; do
+		mq_bg "$FSOP_BIN" mkdir "$MNT/race" >"$BATS_TEST_TMPDIR/mkdir.$i"
+	done
+	for pid in "${MQ_BG_PIDS[@]}"; do
+		wait "$pid" || : # one succeeds, the others fail: counted below
+	done
+	assert_eq "$(command cat "$BATS_TEST_TMPDIR"/mkdir.* | LC_ALL=C command sort | uniq -c | awk '{ print $1, $2 }' | paste -sd' ' -)" "7 EEXIST 1 OK"
+	assert_eq "$(entries "$MNT")" race
+	assert_eq "$(entries "$MNT/race")" "0 1 2 3 config groups publish stats"
+}
+
+@test "topics: rmdir while writers publish should delete the topic and keep the mount working" {
+	mkdir "$MNT/t" "$MNT/other"
+	for w in 1 2; do
+		mq_bg bash -c 'for ((i = 1; i <= 100000; i++)); do printf "k%d\tw%d-%d\n" $((i % 5)) "$2" "$i" 2>/dev/null >>"$1" || exit 0; done' \
+			_ "$MNT/t/publish" "$w"
+	done
+	has_messages() { (($(cat "$MNT"/t/[0-3] | wc -l) >= 100)); }
+	wait_for 30 has_messages
+	rmdir "$MNT/t"
+	# the writers find the topic gone and stop
+	for pid in "${MQ_BG_PIDS[@]}"; do
+		wait "$pid"
+	done
+	[ ! -e "$MNT/t" ]
+	assert_eq "$(entries "$MNT")" other
+	# the mount still works, and a new topic of that name starts empty
+	mkdir "$MNT/t"
+	echo fresh >"$MNT/t/0"
+	assert_eq "$(cat "$MNT"/t/[0-3])" fresh
+	echo still >"$MNT/other/1"
+	assert_eq "$(cat "$MNT/other/1")" still
 }

@@ -76,7 +76,7 @@ static const struct {
 	{ ETIMEDOUT, "ETIMEDOUT" },   { ESTALE, "ESTALE" },
 	{ EDQUOT, "EDQUOT" },	      { ECANCELED, "ECANCELED" },
 	{ ETXTBSY, "ETXTBSY" },	      { ENOTTY, "ENOTTY" },
-	{ EOPNOTSUPP == ENOTSUP ? 0 : EOPNOTSUPP, "EOPNOTSUPP" },
+	/* On Linux EOPNOTSUPP == ENOTSUP: both print as ENOTSUP. */
 };
 
 static const char *errname(int e)
@@ -85,7 +85,7 @@ static const char *errname(int e)
 	size_t i;
 
 	for (i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
-		if (errnames[i].num == e && e != 0)
+		if (errnames[i].num == e)
 			return errnames[i].name;
 	snprintf(buf, sizeof(buf), "E#%d", e);
 	return buf;
