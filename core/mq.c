@@ -189,6 +189,10 @@ void mq_close(struct mq *m)
 		pthread_mutex_unlock(&m->lock);
 		pthread_join(m->janitor, NULL);
 	}
+	/* Writers held back by max_bytes get their answer now. */
+	for (uint32_t i = 0; i < m->nids; i++)
+		if (m->by_id[i])
+			topic_shutdown(m->by_id[i]);
 	commit_stop(m->commit);
 	for (uint32_t i = 0; i < m->nids; i++)
 		topic_unref(m->by_id[i]);

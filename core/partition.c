@@ -388,7 +388,7 @@ ssize_t part_read(struct part *p, uint64_t pos, void *buf, size_t len)
 }
 
 int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
-		    uint64_t retention_bytes)
+		    uint64_t retention_bytes, uint64_t consumed)
 {
 	int64_t freed = 0;
 	int rc = 0;
@@ -396,18 +396,19 @@ int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct seg *s = p->segs[0];
-		uint64_t total = p->end_pos - p->spos[0];
-		int expired = retention_ms && seg_count(s) &&
+		uint64_t total = p->end_pos - p->spos[0], n = seg_count(s);
+		int expired = retention_ms && n &&
 			      seg_last_ts(s) < now_ms - (int64_t)retention_ms;
+		int done = n && seg_base(s) + n <= consumed;
 		int too_big = retention_bytes && total - seg_bytes(s) >= retention_bytes &&
 			      seg_bytes(s) > 0;
 
-		if (!expired && !too_big)
+		if (!expired && !done && !too_big)
 			break;
 		if (p->nsegs == 1) {
-			/* All of the active segment has expired: seal it so
-			 * that it can go, offsets continue in the new one. */
-			if (!expired || p->err)
+			/* All of the active segment can go: seal it so that
+			 * it can, offsets continue in the new one. */
+			if (!(expired || done) || p->err)
 				break;
 			rc = roll(p, 0);
 			if (rc < 0)

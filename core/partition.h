@@ -82,12 +82,14 @@ ssize_t part_read(struct part *p, uint64_t pos, void *buf, size_t len);
 
 /*
  * Delete whole segments from the front: those whose newest message is older
- * than retention_ms (0 = no time limit), and those that the partition can
- * lose while keeping at least retention_bytes (0 = no size limit). The active
- * segment is sealed and deleted too once all of it has expired. Returns the
- * number of bytes deleted, or -errno.
+ * than retention_ms (0 = no time limit), those that the partition can lose
+ * while keeping at least retention_bytes (0 = no size limit), and those
+ * whose messages all lie below consumed (0 = none: the offset below which
+ * every consumer group is done, used under max_bytes backpressure). The
+ * active segment goes too, sealed first, once all of it has expired or been
+ * consumed. Returns the number of bytes deleted, or -errno.
  */
 int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
-		    uint64_t retention_bytes);
+		    uint64_t retention_bytes, uint64_t consumed);
 
 #endif

@@ -24,6 +24,7 @@ struct prod {
 	size_t plen, pcap;		/* lock; plen <= max_message */
 	int refused;			/* a line was refused: EMSGSIZE for good; lock */
 	uint64_t wrote[MQ_MAX_PARTITIONS / 64];	/* partitions appended to; lock */
+	unsigned nheld;			/* writes held back by max_bytes; lock */
 };
 
 struct line {
@@ -119,7 +120,18 @@ void prod_close(struct prod *pr)
 
 static void finish(struct prod_req *rq, ssize_t result)
 {
+	free(rq->held);
+	rq->held = NULL;
 	rq->done(rq, result);
+}
+
+/* rq no longer counts as held back. pr->lock held. */
+static void uncount(struct prod *pr, struct prod_req *rq)
+{
+	if (rq->counted) {
+		pr->nheld--;
+		rq->counted = 0;
+	}
 }
 
 static void commit_done(struct commit_wait *w)
@@ -187,7 +199,7 @@ static uint32_t route(struct prod *pr, const char *p, size_t len, uint32_t n)
  * directly; otherwise they are copied into s->buf partition by partition.
  */
 static int append_lines(struct prod *pr, const struct cfg_topic *c,
-			struct scratch *s, size_t nl, struct prod_req *rq)
+			struct scratch *s, size_t nl, struct prod_req *rq, int limit)
 {
 	struct topic *t = pr->t;
 	uint32_t n = topic_nparts(t), first = s->lines[0].part;
@@ -202,9 +214,18 @@ static int append_lines(struct prod *pr, const struct cfg_topic *c,
 			contiguous = 0;
 		total += s->lines[i].len + 1;
 	}
-	if (c->max_bytes && c->overflow == CFG_OVERFLOW_REJECT &&
-	    topic_bytes(t) + total > c->max_bytes)
-		return -ENOSPC;
+	if (limit && c->max_bytes) {
+		uint64_t have = topic_bytes(t);
+
+		/* An empty topic takes any write, so that one larger than
+		 * max_bytes cannot wait forever. */
+		if (have && have + total > c->max_bytes) {
+			if (c->overflow == CFG_OVERFLOW_BLOCK)
+				return -EAGAIN;
+			topic_press(t);
+			return -ENOSPC;
+		}
+	}
 	if (one && contiguous) {
 		rc = part_append(topic_part(t, first), s->lines[0].p, total, now,
 				 c->segment_bytes, c->sync != CFG_SYNC_NONE);
@@ -268,10 +289,12 @@ static void add_line(struct prod *pr, struct scratch *s, size_t *nlines,
 	l->part = route(pr, p, len, n);
 }
 
-void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *rq)
+static void write_once(struct prod *pr, const char *buf, size_t len,
+		       struct prod_req *rq, int retry)
 {
 	const char *p = buf, *end = buf + len, *nl, *tail = NULL;
 	size_t nlines = 0, tail_len = 0;
+	ssize_t consumed;
 	int rc, clear_partial = 0;
 	struct cfg_topic c;
 	struct scratch *s;
@@ -279,12 +302,13 @@ void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *r
 
 	memset(rq->touched, 0, sizeof(rq->touched));
 	rc = topic_cfg(pr->t, &c);
-	if (rc < 0) {
-		finish(rq, rc);
-		return;
-	}
 	n = topic_nparts(pr->t);
 	pthread_mutex_lock(&pr->lock);
+	if (rc < 0)
+		goto out_err;
+	/* Order: a new write waits behind this producer's held ones. */
+	if (!retry && pr->nheld)
+		goto out_hold;
 	/* Keyless lines of one write() go to one partition, the next write's
 	 * to the next: one write per partition per call, one fsync per
 	 * commit (Kafka's sticky partitioner does the same per batch). */
@@ -342,10 +366,13 @@ void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *r
 		p = nl + 1;
 	}
 	if (nlines) {
-		rc = append_lines(pr, &c, s, nlines, rq);
+		rc = append_lines(pr, &c, s, nlines, rq, 1);
+		if (rc == -EAGAIN)
+			goto out_hold;
 		if (rc < 0)
 			goto out_err;
 	}
+	uncount(pr, rq);
 	if (clear_partial)
 		pr->plen = 0;
 	if (tail) {
@@ -356,16 +383,82 @@ void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *r
 	for (size_t i = 0; i < MQ_MAX_PARTITIONS / 64; i++)
 		pr->wrote[i] |= rq->touched[i];
 	pthread_mutex_unlock(&pr->lock);
-	settle(pr, &c, rq, p - buf);
+	consumed = p - buf;
+	free(rq->held);		/* appended, and the tail is copied: done with it */
+	rq->held = NULL;
+	settle(pr, &c, rq, consumed);
 	return;
 out_all:
+	uncount(pr, rq);
 	pthread_mutex_unlock(&pr->lock);
 	finish(rq, (ssize_t)len);
 	return;
+out_hold:
+	/* Nothing of this write changed the producer yet: it is retried
+	 * from the start, from a copy, since buf is the caller's. */
+	if (!rq->held) {
+		rq->held = malloc(len ? len : 1);
+		if (!rq->held) {
+			rc = -ENOMEM;
+			goto out_err;
+		}
+		memcpy(rq->held, buf, len);
+		rq->held_len = len;
+	}
+	if (!rq->counted) {
+		pr->nheld++;
+		rq->counted = 1;
+	}
+	pthread_mutex_unlock(&pr->lock);
+	rc = topic_hold(pr->t, &rq->tw);
+	if (rc == 0)
+		return;
+	pthread_mutex_lock(&pr->lock);
 out_err:
+	uncount(pr, rq);
 	pthread_mutex_unlock(&pr->lock);
 	finish(rq, rc);
 }
+
+static void held_wake(struct topic_wait *tw)
+{
+	struct prod_req *rq = (struct prod_req *)((char *)tw - offsetof(struct prod_req, tw));
+
+	write_once(rq->pr, rq->held, rq->held_len, rq, 1);
+}
+
+static int held_gave_up(struct topic_wait *tw)
+{
+	struct prod_req *rq = (struct prod_req *)((char *)tw - offsetof(struct prod_req, tw));
+
+	return rq->interrupted && rq->interrupted(rq);
+}
+
+void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *rq)
+{
+	rq->pr = pr;
+	rq->held = NULL;
+	rq->counted = 0;
+	rq->tw.wake = held_wake;
+	rq->tw.gave_up = held_gave_up;
+	write_once(pr, buf, len, rq, 0);
+}
+
+int prod_cancel(struct prod_req *rq)
+{
+	struct prod *pr = rq->pr;
+
+	if (!pr || !topic_unhold(pr->t, &rq->tw))
+		return 0;
+	pthread_mutex_lock(&pr->lock);
+	uncount(pr, rq);
+	pthread_mutex_unlock(&pr->lock);
+	free(rq->held);
+	rq->held = NULL;
+	return 1;
+}
+
+
 
 void prod_flush(struct prod *pr, struct prod_req *rq)
 {
@@ -373,6 +466,9 @@ void prod_flush(struct prod *pr, struct prod_req *rq)
 	struct scratch *s;
 	int rc;
 
+	rq->pr = NULL;		/* a last line is never held back */
+	rq->held = NULL;
+	rq->counted = 0;
 	memset(rq->touched, 0, sizeof(rq->touched));
 	pthread_mutex_lock(&pr->lock);
 	if (!pr->plen || pr->refused) {
@@ -392,7 +488,7 @@ void prod_flush(struct prod *pr, struct prod_req *rq)
 	s->lines[0].p = pr->partial;
 	s->lines[0].len = (uint32_t)pr->plen;
 	s->lines[0].part = route(pr, pr->partial, pr->plen, topic_nparts(pr->t));
-	rc = append_lines(pr, &c, s, 1, rq);
+	rc = append_lines(pr, &c, s, 1, rq, 0);	/* close() has returned: never held */
 	if (rc < 0)
 		goto out_err;
 	pr->plen = 0;

@@ -27,6 +27,14 @@
  * sync=always (after the fsync), or later from the commit thread for
  * sync=batch, so that no caller thread waits for the disk.
  *
+ * Backpressure: when the topic's retained bytes would pass max_bytes
+ * (and the topic is not empty), a write fails with -ENOSPC under
+ * overflow=reject; under overflow=block it is held back: its bytes are
+ * copied (so the caller's buffer may go) and it is retried, in order, each
+ * time the topic may have room (topic_wake), on the waking thread. Later
+ * writes of the same producer queue behind it. prod_cancel takes a held
+ * write back.
+ *
  * Thread safety: calls on one producer are serialized by its own lock (a
  * file may be written by two threads at once); different producers run in
  * parallel. Per-thread scratch buffers hold the routed batch: bounded by
@@ -42,6 +50,7 @@
 
 #include "commit.h"
 #include "core.h"
+#include "topic.h"
 
 struct prod;
 struct topic;
@@ -49,9 +58,17 @@ struct topic;
 struct prod_req {
 	/* Set by the caller: called once with the bytes accepted or -errno. */
 	void (*done)(struct prod_req *rq, ssize_t result);
+	/* Set by the caller, or NULL: nonzero once the writer has given up
+	 * (an interrupted request); asked before a write is held back. */
+	int (*interrupted)(struct prod_req *rq);
 	/* Internal. */
 	struct commit_wait w;
+	struct topic_wait tw;
+	struct prod *pr;
 	struct topic *t;
+	char *held;		/* owned copy of a held-back write, or NULL */
+	size_t held_len;
+	int counted;		/* counts in pr->nheld */
 	ssize_t result;
 	uint64_t touched[MQ_MAX_PARTITIONS / 64];
 };
@@ -68,5 +85,11 @@ void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *r
 void prod_flush(struct prod *pr, struct prod_req *rq);
 /* 0, or -EIO if a partition this producer wrote to has failed. */
 int prod_error(struct prod *pr);
+/*
+ * Take back a write that is held back by backpressure: returns 1 if it was
+ * held (it is dropped, and done will NOT be called: the caller answers),
+ * 0 if it is not held (it completes through done as usual).
+ */
+int prod_cancel(struct prod_req *rq);
 
 #endif

@@ -32,7 +32,10 @@ struct topic {
 	struct cg **groups;			/* owned refs; lock */
 	size_t ngroups, gcap;			/* lock */
 	uint32_t next_gid;			/* ids are never reused; lock */
-	int deleted;				/* lock */
+	int deleted;				/* -ENOENT, -ESHUTDOWN or 0; lock */
+	struct topic_wait *held, *held_tail;	/* FIFO of held writers; lock */
+	int pressed;				/* a write was refused at max_bytes
+						 * since the last retention; lock */
 	_Atomic int64_t bytes;			/* retained bytes, all partitions */
 	atomic_uint_fast64_t rr;		/* keyless spreading, see topic_rr_start */
 };
@@ -214,8 +217,9 @@ int topic_destroy(struct topic *t)
 	int rc;
 
 	pthread_mutex_lock(&t->lock);
-	t->deleted = 1;
+	t->deleted = -ENOENT;
 	pthread_mutex_unlock(&t->lock);
+	topic_wake(t);
 	rc = path(p, t, "config", NULL);
 	/* config first: a crash in the middle leaves no half topic behind. */
 	if (rc == 0 && unlink(p) < 0)
@@ -234,7 +238,7 @@ int topic_cfg(struct topic *t, struct cfg_topic *out)
 
 	pthread_mutex_lock(&t->lock);
 	*out = t->cfg;
-	rc = t->deleted ? -ENOENT : 0;
+	rc = t->deleted;
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
@@ -247,7 +251,7 @@ int topic_config_write(struct topic *t, const char *buf, size_t len,
 
 	pthread_mutex_lock(&t->lock);
 	nc = t->cfg;
-	rc = t->deleted ? -ENOENT : cfg_topic_apply(&nc, buf, len, why);
+	rc = t->deleted ? t->deleted : cfg_topic_apply(&nc, buf, len, why);
 	if (rc < 0)
 		goto out_unlock;
 	/* Partitions first: if that fails, the stored config still says the
@@ -261,6 +265,8 @@ int topic_config_write(struct topic *t, const char *buf, size_t len,
 		*why = "could not store the new settings";
 out_unlock:
 	pthread_mutex_unlock(&t->lock);
+	if (rc == 0)
+		topic_wake(t);	/* max_bytes or overflow may have changed */
 	return rc;
 }
 
@@ -299,22 +305,131 @@ uint64_t topic_rr_start(struct topic *t)
 	return atomic_fetch_add_explicit(&t->rr, 1, memory_order_relaxed);
 }
 
+/*
+ * Per partition, the offset below which every group is done; 0 for all when
+ * there is no group (nothing counts as consumed then). lock held.
+ */
+static void consumed_below(struct topic *t, uint32_t n, uint64_t *out)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		out[i] = t->ngroups ? UINT64_MAX : 0;
+		for (size_t g = 0; g < t->ngroups; g++) {
+			uint64_t c = cg_committed(t->groups[g], i);
+
+			if (c < out[i])
+				out[i] = c;
+		}
+	}
+}
+
 void topic_retain(struct topic *t, int64_t now_ms)
 {
-	struct cfg_topic c;
+	uint64_t consumed[MQ_MAX_PARTITIONS];
 	uint32_t n = topic_nparts(t);
+	struct cfg_topic c;
+	int64_t total = 0;
+	int pressed;
 
-	if (topic_cfg(t, &c) < 0)
-		return;
-	if (!c.retention_ms && !c.retention_bytes)
+	pthread_mutex_lock(&t->lock);
+	c = t->cfg;
+	pressed = !t->deleted && c.max_bytes &&
+		  (t->held || t->pressed || topic_bytes(t) >= c.max_bytes);
+	if (pressed)
+		consumed_below(t, n, consumed);
+	pthread_mutex_unlock(&t->lock);
+	if (!c.retention_ms && !c.retention_bytes && !pressed)
 		return;
 	for (uint32_t i = 0; i < n; i++) {
 		int64_t freed = part_retain(t->parts[i], now_ms, c.retention_ms,
-					    c.retention_bytes);
+					    c.retention_bytes, pressed ? consumed[i] : 0);
 
-		if (freed > 0)
+		if (freed > 0) {
 			topic_bytes_add(t, -freed);
+			total += freed;
+		}
 	}
+	if (total > 0) {
+		pthread_mutex_lock(&t->lock);
+		t->pressed = 0;
+		pthread_mutex_unlock(&t->lock);
+		topic_wake(t);
+	}
+}
+
+void topic_press(struct topic *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->pressed = 1;
+	pthread_mutex_unlock(&t->lock);
+}
+
+int topic_hold(struct topic *t, struct topic_wait *w)
+{
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	rc = t->deleted;
+	if (rc == 0 && w->gave_up && w->gave_up(w))
+		rc = -EINTR;
+	if (rc == 0) {
+		w->next = NULL;
+		w->held = 1;
+		if (t->held_tail)
+			t->held_tail->next = w;
+		else
+			t->held = w;
+		t->held_tail = w;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int topic_unhold(struct topic *t, struct topic_wait *w)
+{
+	struct topic_wait **pp, *prev = NULL;
+	int found = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (pp = &t->held; *pp; prev = *pp, pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			if (t->held_tail == w)
+				t->held_tail = prev;
+			w->held = 0;
+			found = 1;
+			break;
+		}
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+void topic_wake(struct topic *t)
+{
+	struct topic_wait *w;
+
+	pthread_mutex_lock(&t->lock);
+	w = t->held;
+	t->held = t->held_tail = NULL;
+	for (struct topic_wait *x = w; x; x = x->next)
+		x->held = 0;
+	pthread_mutex_unlock(&t->lock);
+	/* In FIFO order; a writer that is still over the limit queues again
+	 * behind the others, in the same order. */
+	while (w) {
+		struct topic_wait *next = w->next;
+
+		w->wake(w);
+		w = next;
+	}
+}
+
+void topic_shutdown(struct topic *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (!t->deleted)
+		t->deleted = -ESHUTDOWN;
+	pthread_mutex_unlock(&t->lock);
+	topic_wake(t);
 }
 
 /* Lag of the group furthest behind on part, 0 without groups. lock held. */
@@ -369,7 +484,7 @@ int topic_group_create(struct topic *t, const char *name)
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&t->lock);
-	rc = t->deleted ? -ENOENT : 0;
+	rc = t->deleted;
 	for (size_t i = 0; rc == 0 && i < t->ngroups; i++)
 		if (strcmp(cg_name(t->groups[i]), name) == 0)
 			rc = -EEXIST;
@@ -462,13 +577,23 @@ struct cg *topic_group_next(struct topic *t, uint32_t after)
 	return g;
 }
 
+static int held_any(struct topic *t)
+{
+	int any;
+
+	pthread_mutex_lock(&t->lock);
+	any = t->held != NULL || t->pressed;
+	pthread_mutex_unlock(&t->lock);
+	return any;
+}
+
 int topic_commit(struct topic *t, struct cg *g, uint32_t part,
 		 const char *buf, size_t len)
 {
 	struct part_stat st;
 	char text[32], *end;
 	unsigned long long v;
-	int relative = 0;
+	int relative = 0, rc;
 	size_t i = 0;
 
 	while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' ' ||
@@ -491,7 +616,12 @@ int topic_commit(struct topic *t, struct cg *g, uint32_t part,
 	if (part >= topic_nparts(t))
 		return -ENOENT;
 	part_stat(t->parts[part], &st);
-	return cg_commit(g, part, v, relative, st.next, durable(t));
+	rc = cg_commit(g, part, v, relative, st.next, durable(t));
+	/* Consumers relieve backpressure: free what they are done with now
+	 * rather than at the next retention pass. */
+	if (rc == 0 && held_any(t))
+		topic_retain(t, mq_now_ms());
+	return rc;
 }
 
 int topic_group_pos(struct topic *t, struct cg *g, uint32_t part, uint64_t *pos)

@@ -46,7 +46,8 @@ const char *topic_name(const struct topic *t);
 
 /* ---- settings ---- */
 
-/* The settings now; -ENOENT once the topic was deleted (still filled in). */
+/* The settings now; -ENOENT once the topic was deleted, -ESHUTDOWN once the
+ * engine stops (*out is still filled in). */
 int topic_cfg(struct topic *t, struct cfg_topic *out);
 /* Apply key=value lines all or nothing (cfg_topic_apply), persist them, and
  * create any new partitions. -EINVAL (why says what), or an I/O error. */
@@ -66,12 +67,50 @@ void topic_bytes_add(struct topic *t, int64_t delta);
 /* Where keyless lines of a new writer start: spreads writers over partitions. */
 uint64_t topic_rr_start(struct topic *t);
 
-/* Apply retention to every partition. */
+/*
+ * Apply retention to every partition. While the topic is at max_bytes (or
+ * writers are held back), segments that every consumer group has committed
+ * past are deleted too: that is how consumers relieve backpressure. Wakes
+ * held writers when anything was deleted.
+ */
 void topic_retain(struct topic *t, int64_t now_ms);
 
 /* T/stats: a header line, then one line per partition. *out is malloc'ed
  * and owned by the caller. */
 int topic_stats_text(struct topic *t, char **out, size_t *len);
+
+/* ---- backpressure ---- */
+
+/*
+ * A writer held back because the topic reached max_bytes (overflow=block).
+ * The caller owns the struct and keeps it alive until it was woken or
+ * unheld. Writers are held in FIFO order.
+ */
+struct topic_wait {
+	struct topic_wait *next;	/* topic->lock */
+	/* Called by topic_wake on its thread with no lock held, once per
+	 * hold; it retries the write and may hold it again. */
+	void (*wake)(struct topic_wait *w);
+	/* Checked under topic->lock before holding: nonzero means the writer
+	 * is gone (an interrupted FUSE request) and must not be held. */
+	int (*gave_up)(struct topic_wait *w);
+	int held;			/* topic->lock */
+};
+
+/* Hold w: 0; -EINTR if it gave up; -ENOENT (deleted) or -ESHUTDOWN
+ * (engine stopping) if the topic takes no more writes. */
+int topic_hold(struct topic *t, struct topic_wait *w);
+/* Take w back: 1 if it was held (it will not be woken), 0 if not. */
+int topic_unhold(struct topic *t, struct topic_wait *w);
+/* Space may have freed (retention, settings, deletion): wake every held
+ * writer. */
+void topic_wake(struct topic *t);
+/* The engine stops: refuse and wake every held writer. */
+void topic_shutdown(struct topic *t);
+/* A write was refused at max_bytes (overflow=reject): from now until
+ * retention frees something, consumers' commits free what they are done
+ * with at once, as they do for held writers. */
+void topic_press(struct topic *t);
 
 /* ---- groups ---- */
 

@@ -44,12 +44,21 @@ struct fh {
 	size_t len;
 };
 
-/* A write or flush waiting for core to finish it (maybe on another thread). */
+/* A write or release waiting for core to finish it (maybe on another thread). */
 struct wreq {
 	struct prod_req rq;	/* first: rq is the wreq */
 	fuse_req_t req;
 	struct fh *h;		/* release: the handle to free afterwards */
+	struct wreq *prev, *next;	/* writes in flight; inflight_lock */
 };
+
+/*
+ * Writes in flight, so that an INTERRUPT can find its request by pointer
+ * (never through the callback's data: the write may have completed and been
+ * freed meanwhile). Lock order: inflight_lock, then core's locks.
+ */
+static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct wreq *inflight;
 
 static struct mq *mq_of(fuse_req_t req)
 {
@@ -733,15 +742,55 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
+static void inflight_del(struct wreq *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		inflight = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+}
+
 static void write_done(struct prod_req *rq, ssize_t n)
 {
 	struct wreq *w = (struct wreq *)rq;
 
+	pthread_mutex_lock(&inflight_lock);
+	inflight_del(w);
+	pthread_mutex_unlock(&inflight_lock);
 	if (n < 0)
 		mqfs_reply_err(w->req, (int)n);
 	else
 		fuse_reply_write(w->req, (size_t)n);
 	free(w);
+}
+
+static int write_interrupted(struct prod_req *rq)
+{
+	return fuse_req_interrupted(((struct wreq *)rq)->req);
+}
+
+/*
+ * A writer held back by backpressure gave up (Ctrl-C, timeout): take its
+ * write back and answer EINTR. A write that is not held completes as usual.
+ */
+static void on_write_intr(fuse_req_t req, void *unused)
+{
+	struct wreq *w;
+
+	(void)unused;
+	pthread_mutex_lock(&inflight_lock);
+	for (w = inflight; w && w->req != req; w = w->next)
+		;
+	if (w && prod_cancel(&w->rq)) {
+		inflight_del(w);
+		pthread_mutex_unlock(&inflight_lock);
+		mqfs_reply_err(req, -EINTR);
+		free(w);
+		return;
+	}
+	pthread_mutex_unlock(&inflight_lock);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
@@ -763,8 +812,20 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 			return;
 		}
 		w->rq.done = write_done;
+		w->rq.interrupted = write_interrupted;
 		w->req = req;
 		w->h = NULL;
+		/* Before anyone else can see w: an INTERRUPT that came first
+		 * runs the callback now, finds nothing, and write_interrupted
+		 * then says so if the write would be held. */
+		fuse_req_interrupt_func(req, on_write_intr, NULL);
+		pthread_mutex_lock(&inflight_lock);
+		w->prev = NULL;
+		w->next = inflight;
+		if (inflight)
+			inflight->prev = w;
+		inflight = w;
+		pthread_mutex_unlock(&inflight_lock);
 		prod_write(h->prod, buf, size, &w->rq);	/* replies via write_done */
 		return;
 	case MQFS_CONFIG:
@@ -843,6 +904,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)ino;
 	if (h->prod && (w = malloc(sizeof(*w)))) {
 		w->rq.done = release_done;
+		w->rq.interrupted = NULL;
 		w->req = req;
 		w->h = h;
 		prod_flush(h->prod, &w->rq);

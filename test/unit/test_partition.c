@@ -84,7 +84,7 @@ static void part_retain_deletes_whole_old_segments_and_keeps_offsets(void)
 	CHECK_EQ(part_open(dir, &p), 0);
 	fill(p, 9, 1000);
 	/* By size: keep at least 10 bytes, deleting whole segments only. */
-	CHECK_EQ(part_retain(p, 2000, 0, 10), 18);
+	CHECK_EQ(part_retain(p, 2000, 0, 10, 0), 18);
 	part_stat(p, &st);
 	CHECK_EQ(st.first, 6);
 	CHECK_EQ(st.next, 10);
@@ -98,7 +98,7 @@ static void part_retain_deletes_whole_old_segments_and_keeps_offsets(void)
 	CHECK(memcmp(buf, "m6\n", 3) == 0);
 	/* By time: nothing is younger than 1 ms at t=5000, all goes, the
 	 * active segment too, and offsets go on from 10. */
-	CHECK_EQ(part_retain(p, 5000, 1, 0), 12);
+	CHECK_EQ(part_retain(p, 5000, 1, 0, 0), 12);
 	part_stat(p, &st);
 	CHECK_EQ(st.first, 10);
 	CHECK_EQ(st.next, 10);
@@ -109,6 +109,25 @@ static void part_retain_deletes_whole_old_segments_and_keeps_offsets(void)
 	part_stat(p, &st);
 	CHECK_EQ(st.first, 10);
 	CHECK_EQ(st.next, 11);
+	part_close(p);
+}
+
+static void part_retain_deletes_consumed_segments(void)
+{
+	const char *dir = tmpdir();
+	struct part_stat st;
+	struct part *p;
+
+	CHECK_EQ(part_open(dir, &p), 0);
+	fill(p, 9, 1000);	/* segments [0,3) [3,6) [6,9) [9,10) */
+	CHECK_EQ(part_retain(p, 2000, 0, 0, 5), 9);	/* only [0,3) is all below 5 */
+	part_stat(p, &st);
+	CHECK_EQ(st.first, 3);
+	CHECK_EQ(part_retain(p, 2000, 0, 0, 10), 21);	/* everything, active too */
+	part_stat(p, &st);
+	CHECK_EQ(st.first, 10);
+	CHECK_EQ(st.next, 10);
+	CHECK_EQ(part_retain(p, 2000, 0, 0, 10), 0);
 	part_close(p);
 }
 
@@ -152,6 +171,7 @@ int main(void)
 {
 	RUN(part_append_rolls_segments_and_reads_across_them);
 	RUN(part_retain_deletes_whole_old_segments_and_keeps_offsets);
+	RUN(part_retain_deletes_consumed_segments);
 	RUN(part_sync_failure_is_sticky);
 	RUN(part_append_write_failure_is_not_sticky);
 	return tap_done();
