@@ -4,6 +4,7 @@
 #   make run        install missing packages (as root), build, mount ./mnt over ./data
 #   make stop       unmount ./mnt
 #   make test       install, build, run every test (unit, bats, and both under ASan+UBSan)
+#   make asan       the ASan+UBSan daemon and unit tests;  make tsan: unit tests under TSan
 #   make bench      scripts/bench.sh
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -15,6 +16,7 @@ WARN = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes
 ALL_CFLAGS = $(CFLAGS) -std=c11 $(WARN) -MMD -MP \
 	$$(pkg-config --cflags $(PKGS))
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TSAN = -fsanitize=thread -fno-omit-frame-pointer
 
 CORE_SRC = $(wildcard core/*.c)
 FS_SRC = $(wildcard fs/*.c)
@@ -46,6 +48,14 @@ build/unit/%: test/unit/%.c $(call CORE_OBJ,build)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) $$(pkg-config --libs libxxhash) -lpthread
 
+build/tsan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(TSAN) -c -o $@ $<
+
+build/unit-tsan/%: test/unit/%.c $(call CORE_OBJ,build/tsan)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(TSAN) -o $@ $(filter %.c %.o,$^) $$(pkg-config --libs libxxhash) -lpthread
+
 build/unit-asan/%: test/unit/%.c $(call CORE_OBJ,build/asan)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(filter %.c %.o,$^) $$(pkg-config --libs libxxhash) -lpthread
@@ -55,9 +65,18 @@ test/tools/%: test/tools/%.c
 
 UNITS = $(UNIT_SRC:test/unit/%.c=build/unit/%)
 UNITS_ASAN = $(UNIT_SRC:test/unit/%.c=build/unit-asan/%)
+UNITS_TSAN = $(UNIT_SRC:test/unit/%.c=build/unit-tsan/%)
 TOOLS = $(patsubst %.c,%,$(wildcard test/tools/*.c))
 
 unit: $(UNITS) $(UNITS_ASAN)
+
+# The unit tests under ThreadSanitizer (it cannot be combined with ASan).
+tsan: $(UNITS_TSAN)
+	@for t in $(UNITS_TSAN); do echo "# $$t"; $$t || exit 1; done
+
+# Only the sanitizer builds and their unit tests (make test runs them too).
+asan: mqfs-asan $(UNITS_ASAN)
+	@for t in $(UNITS_ASAN); do echo "# $$t"; $$t || exit 1; done
 
 check-layering:
 	@if grep -nE '#include <fuse|\<fuse_' core/*.c core/*.h; then \
@@ -92,6 +111,6 @@ install: mqfs
 clean:
 	rm -rf build mqfs mqfs-asan $(TOOLS)
 
-.PHONY: all unit check-layering deps test check run stop bench install clean
+.PHONY: all unit tsan asan check-layering deps test check run stop bench install clean
 
 -include $(shell find build -name '*.d' 2>/dev/null)
