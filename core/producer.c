@@ -21,7 +21,7 @@ struct prod {
 	uint64_t rr;			/* writes so far: picks the keyless partition; lock */
 	uint32_t keyless;		/* partition of this write's keyless lines; lock */
 	char *partial;			/* last line so far, no '\n'; lock */
-	size_t plen, pcap;		/* lock; plen <= max_message */
+	size_t plen, pcap;		/* lock; plen <= max_message, plen < pcap */
 	int refused;			/* a line was refused: EMSGSIZE for good; lock */
 	uint64_t wrote[MQ_MAX_PARTITIONS / 64];	/* partitions appended to; lock */
 	unsigned nheld;			/* writes held back by max_bytes; lock */
@@ -264,18 +264,25 @@ static int append_lines(struct prod *pr, const struct cfg_topic *c,
 	return rc;
 }
 
-/* Room for a whole line of max_message bytes plus its '\n'. lock held. */
-static int partial_room(struct prod *pr, uint64_t max_message)
+/*
+ * Room for a partial line of need bytes plus its '\n', need <= max_message.
+ * Grown on demand, so that a file that only ever gets whole lines holds no
+ * buffer at all. May move pr->partial. lock held.
+ */
+static int partial_room(struct prod *pr, size_t need)
 {
+	size_t cap = pr->pcap ? pr->pcap : 256;
 	char *np;
 
-	if (pr->pcap >= max_message + 1)
+	if (pr->pcap >= need + 1)
 		return 0;
-	np = realloc(pr->partial, max_message + 1);
+	while (cap < need + 1)
+		cap *= 2;
+	np = realloc(pr->partial, cap);
 	if (!np)
 		return -ENOMEM;
 	pr->partial = np;
-	pr->pcap = max_message + 1;
+	pr->pcap = cap;
 	return 0;
 }
 
@@ -314,7 +321,7 @@ static void write_once(struct prod *pr, const char *buf, size_t len,
 	 * commit (Kafka's sticky partitioner does the same per batch). */
 	pr->keyless = (uint32_t)(pr->rr++ % n);
 	s = scratch_get(len / 2 + 2, len + pr->plen + 1);
-	rc = s ? partial_room(pr, c.max_message) : -ENOMEM;
+	rc = s ? 0 : -ENOMEM;
 	if (rc < 0)
 		goto out_err;
 	if (pr->refused) {
@@ -332,6 +339,9 @@ static void write_once(struct prod *pr, const char *buf, size_t len,
 			rc = -EMSGSIZE;
 			goto out_err;
 		}
+		rc = partial_room(pr, pr->plen + piece);
+		if (rc < 0)
+			goto out_err;
 		memcpy(pr->partial + pr->plen, p, piece);
 		if (!nl) {
 			pr->plen += piece;
@@ -375,8 +385,14 @@ static void write_once(struct prod *pr, const char *buf, size_t len,
 	uncount(pr, rq);
 	if (clear_partial)
 		pr->plen = 0;
+	/* After the append: the partial buffer may have held a line. If it
+	 * cannot grow, the tail is not taken (a short write; the retry brings
+	 * it again). */
+	if (tail && partial_room(pr, tail_len) < 0) {
+		p = tail;
+		tail = NULL;
+	}
 	if (tail) {
-		/* After the append: the partial buffer may have been a line. */
 		memcpy(pr->partial, tail, tail_len);
 		pr->plen = tail_len;
 	}
@@ -483,7 +499,7 @@ void prod_flush(struct prod *pr, struct prod_req *rq)
 		goto out_err;
 	}
 	pr->keyless = (uint32_t)(pr->rr++ % topic_nparts(pr->t));
-	/* partial has room for the '\n' (pcap = max_message + 1). */
+	/* partial has room for the '\n' (partial_room). */
 	pr->partial[pr->plen] = '\n';
 	s->lines[0].p = pr->partial;
 	s->lines[0].len = (uint32_t)pr->plen;
