@@ -117,17 +117,18 @@ static int offset_text(struct cg *g, uint32_t part, char *buf, size_t cap)
 	return snprintf(buf, cap, "%" PRIu64 "\n", cg_committed(g, part));
 }
 
+/* Mount time: the times of everything that has no time of its own. Set in
+ * op_init, before any other operation. */
+static time_t started;
+
 static int fill_stat(struct mqfs_id id, struct topic *t, struct cg *g,
 		     struct stat *st)
 {
-	static time_t started;
 	struct part_stat ps;
 	char text[512];
 	uint64_t pos;
 	int rc = 0;
 
-	if (!started)
-		started = time(NULL);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = mqfs_ino(id.kind, id.tid, id.gid, id.part);
 	st->st_uid = getuid();
@@ -151,7 +152,8 @@ static int fill_stat(struct mqfs_id id, struct topic *t, struct cg *g,
 		pos = ps.start_pos;
 		if (id.kind == MQFS_GPART)
 			rc = topic_group_pos(t, g, id.part, &pos);
-		st->st_size = (off_t)(ps.end_pos - pos);
+		/* pos may be newer than ps: a commit in between */
+		st->st_size = pos < ps.end_pos ? (off_t)(ps.end_pos - pos) : 0;
 		if (ps.last_ts)
 			st->st_mtime = st->st_ctime = (time_t)(ps.last_ts / 1000);
 		break;
@@ -952,6 +954,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+	started = time(NULL);
 	/* `>` opens with O_TRUNC and no SETATTR: it appends like `>>`. */
 	conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Everything is direct_io; page-cache invalidation would only cost
