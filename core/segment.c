@@ -233,13 +233,14 @@ static int scan(struct seg *s, uint64_t nent, int rebuild, int64_t mtime)
 				if (good == ebase + ecnt) {
 					ebase = good;
 					ecnt = nent - good < ENT_BATCH ? nent - good : ENT_BATCH;
-					n = io_pread(s->idx_fd, ents, ecnt * ENT,
-						     (off_t)(IDX_HDR + ebase * ENT));
-					if (n < 0) {
-						rc = (int)n;
+					ssize_t en = io_pread(s->idx_fd, ents, ecnt * ENT,
+							      (off_t)(IDX_HDR + ebase * ENT));
+
+					if (en < 0) {
+						rc = (int)en;
 						goto out;
 					}
-					ecnt = (uint64_t)n / ENT;
+					ecnt = (uint64_t)en / ENT;
 					if (ecnt == 0) {
 						stop = 1;
 						break;

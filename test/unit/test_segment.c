@@ -231,6 +231,33 @@ static void seg_append_failure_leaves_nothing_visible(void)
 	seg_unref(s);
 }
 
+/* Recovery reads the log in 1 MiB chunks: a segment of several chunks, with
+ * more than one batch of index entries, must come back whole. */
+static void seg_open_keeps_a_multi_megabyte_segment_whole(void)
+{
+	const char *dir = tmpdir();
+	struct seg *s;
+	char line[128];
+	uint64_t bytes = 0;
+
+	CHECK_EQ(seg_create(dir, 0, &s), 0);
+	for (int i = 0; i < 100000; i++) {
+		int n = snprintf(line, sizeof(line), "message %06d %.*s\n", i, i % 50,
+				 "..................................................");
+
+		CHECK_EQ(seg_append(s, line, (size_t)n, i), 0);
+		bytes += (uint64_t)n;
+	}
+	seg_unref(s);
+	CHECK(bytes > 3 * 1048576);
+	for (int full = 0; full < 2; full++) {
+		CHECK_EQ(seg_open(dir, 0, full, &s), 0);
+		CHECK_EQ(seg_count(s), 100000);
+		CHECK_EQ(seg_bytes(s), bytes);
+		seg_unref(s);
+	}
+}
+
 static void seg_remove_keeps_data_readable_through_references(void)
 {
 	const char *dir = tmpdir();
@@ -254,6 +281,7 @@ int main(void)
 	RUN(seg_open_cuts_record_whose_checksum_does_not_match);
 	RUN(seg_open_rebuilds_missing_or_damaged_index);
 	RUN(seg_append_failure_leaves_nothing_visible);
+	RUN(seg_open_keeps_a_multi_megabyte_segment_whole);
 	RUN(seg_remove_keeps_data_readable_through_references);
 	return tap_done();
 }
