@@ -62,7 +62,7 @@ int cg_create(const char *dir, const char *name, uint32_t id,
 	rc = io_mkdir(dir);
 	for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
 		g->off[p] = start[p];
-		rc = store(g, p, start[p], 0);
+		rc = store(g, p, start[p], durable);
 	}
 	if (rc == 0 && durable)
 		rc = io_sync_dir(dir);
@@ -96,9 +96,11 @@ int cg_load(const char *dir, const char *name, uint32_t id, struct cg **out)
 		text[n] = '\0';
 		g->off[p] = strtoull(text, &end, 10);
 		if (end == text || *end != '\n') {
-			fprintf(stderr, "mqfs: %s: not an offset\n", path);
-			cg_unref(g);
-			return -EBADMSG;
+			/* Written atomically, so only a damaged disk gets here:
+			 * offset 0 reads from the first retained message, which
+			 * redelivers rather than loses (at-least-once). */
+			fprintf(stderr, "mqfs: %s: not an offset, starting from the earliest\n", path);
+			g->off[p] = 0;
 		}
 	}
 	*out = g;

@@ -26,7 +26,8 @@ struct cg;
 int cg_create(const char *dir, const char *name, uint32_t id,
 	      const uint64_t *start, uint32_t nparts, int durable,
 	      struct cg **out);
-/* Load an existing group's offsets. Unparsable files read as -EBADMSG. */
+/* Load an existing group's offsets. An unparsable file reads as offset 0
+ * (the earliest message), with a warning. */
 int cg_load(const char *dir, const char *name, uint32_t id, struct cg **out);
 void cg_ref(struct cg *g);
 void cg_unref(struct cg *g);

@@ -190,11 +190,11 @@ void mq_close(struct mq *m)
 		pthread_join(m->janitor, NULL);
 	}
 	/* Writers held back by max_bytes get their answer now. */
-	for (uint32_t i = 0; i < m->nids; i++)
+	for (uint32_t i = 0; m->by_id && i < m->nids; i++)
 		if (m->by_id[i])
 			topic_shutdown(m->by_id[i]);
 	commit_stop(m->commit);
-	for (uint32_t i = 0; i < m->nids; i++)
+	for (uint32_t i = 0; m->by_id && i < m->nids; i++)
 		topic_unref(m->by_id[i]);
 	free(m->by_id);
 	if (m->lock_fd >= 0)

@@ -27,6 +27,8 @@ struct part {
 	uint64_t end_pos;	/* byte position after the last message; lock */
 	uint64_t synced_pos;	/* bytes known durable; lock */
 	int err;		/* sticky -EIO, 0 = healthy; lock */
+	int dir_dirty;		/* a segment file was created since the last
+				 * fsync of dir; lock */
 	atomic_int queued;	/* on the group-commit list; see commit.c */
 };
 
@@ -172,7 +174,27 @@ void part_close(struct part *p)
 	free(p);
 }
 
-/* Seal the active segment and start a new one at next_off. part->lock held. */
+/* Index of the segment holding byte pos (the last one at the end). lock held. */
+static size_t find_pos(struct part *p, uint64_t pos)
+{
+	size_t lo = 0, hi = p->nsegs - 1;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi + 1) / 2;
+
+		if (p->spos[mid] <= pos)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+/*
+ * Seal the active segment and start a new one at next_off. With sync_seal
+ * the sealed segment and the directory are synced first; a failure there is
+ * sticky like any failed fsync. part->lock held.
+ */
 static int roll(struct part *p, int sync_seal)
 {
 	struct seg *s;
@@ -180,20 +202,29 @@ static int roll(struct part *p, int sync_seal)
 
 	if (sync_seal) {
 		rc = seg_sync(p->segs[p->nsegs - 1]);
-		if (rc < 0)
-			return rc;
+		if (rc < 0) {
+			p->err = -EIO;
+			return -EIO;
+		}
+		p->synced_pos = p->end_pos;
 	}
 	rc = seg_create(p->dir, p->next_off, &s);
 	if (rc < 0)
-		return rc;
+		return rc;	/* e.g. ENOSPC: nothing changed, not sticky */
 	rc = push_seg(p, s);
 	if (rc < 0) {
 		seg_remove(s);
 		seg_unref(s);
 		return rc;
 	}
-	if (sync_seal)
-		(void)io_sync_dir(p->dir);
+	p->dir_dirty = 1;
+	if (sync_seal) {
+		if (io_sync_dir(p->dir) < 0) {
+			p->err = -EIO;
+			return -EIO;
+		}
+		p->dir_dirty = 0;
+	}
 	return 0;
 }
 
@@ -211,8 +242,6 @@ int part_append(struct part *p, const char *buf, size_t len, int64_t ts_ms,
 	act = p->segs[p->nsegs - 1];
 	if (seg_bytes(act) > 0 && seg_bytes(act) + len > segment_bytes) {
 		rc = roll(p, sync_seal);
-		if (rc == -EIO)
-			p->err = -EIO;
 		if (rc < 0)
 			goto out_unlock;
 		act = p->segs[p->nsegs - 1];
@@ -230,31 +259,47 @@ out_unlock:
 
 int part_sync(struct part *p)
 {
-	struct seg *act;
 	uint64_t target;
 	int rc;
 
 	pthread_mutex_lock(&p->lock);
-	rc = p->err;
-	if (rc < 0 || p->synced_pos == p->end_pos) {
-		pthread_mutex_unlock(&p->lock);
-		return rc;
-	}
-	/* Sealed segments were synced by roll(); only the active one is dirty. */
-	act = p->segs[p->nsegs - 1];
-	seg_ref(act);
 	target = p->end_pos;
-	pthread_mutex_unlock(&p->lock);
+	for (;;) {
+		struct seg *s;
+		uint64_t seg_end;
+		size_t i;
+		int dir;
 
-	rc = seg_sync(act);
-	seg_unref(act);
+		rc = p->err;
+		if (rc < 0 || (p->synced_pos >= target && !p->dir_dirty))
+			break;
+		/* Every segment holding unsynced bytes: usually only the active
+		 * one, more when they rolled without a sync (sync=none, or the
+		 * setting changed). Retention may have taken the oldest. */
+		if (p->synced_pos < p->spos[0])
+			p->synced_pos = p->spos[0];
+		i = find_pos(p, p->synced_pos < target ? p->synced_pos : target);
+		s = p->segs[i];
+		seg_end = p->spos[i] + seg_bytes(s);
+		dir = p->dir_dirty;
+		p->dir_dirty = 0;
+		seg_ref(s);
+		pthread_mutex_unlock(&p->lock);
 
-	pthread_mutex_lock(&p->lock);
-	if (rc < 0)
-		p->err = -EIO;
-	else if (target > p->synced_pos)
-		p->synced_pos = target;
-	rc = p->err;
+		rc = seg_sync(s);
+		/* The names of new segments, or their data is unreachable. */
+		if (rc == 0 && dir)
+			rc = io_sync_dir(p->dir);
+		seg_unref(s);
+
+		pthread_mutex_lock(&p->lock);
+		if (rc < 0) {
+			p->err = -EIO;
+			continue;
+		}
+		if (seg_end > p->synced_pos)
+			p->synced_pos = seg_end;
+	}
 	pthread_mutex_unlock(&p->lock);
 	return rc;
 }
@@ -286,22 +331,6 @@ void part_stat(struct part *p, struct part_stat *st)
 	if (st->last_ts == 0 && p->nsegs > 1)
 		st->last_ts = seg_last_ts(p->segs[p->nsegs - 2]);
 	pthread_mutex_unlock(&p->lock);
-}
-
-/* Index of the segment holding byte pos (the last one at the end). lock held. */
-static size_t find_pos(struct part *p, uint64_t pos)
-{
-	size_t lo = 0, hi = p->nsegs - 1;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi + 1) / 2;
-
-		if (p->spos[mid] <= pos)
-			lo = mid;
-		else
-			hi = mid - 1;
-	}
-	return lo;
 }
 
 int part_pos(struct part *p, uint64_t off, uint64_t *pos)

@@ -10,10 +10,12 @@
  * Positions are not stored on disk: they only map open files onto segments.
  *
  * Durability: part_append returns once the bytes are in the kernel (they
- * survive kill -9). part_sync makes everything appended so far durable. A
- * failed sync or a failed roll is sticky: from then on every append and sync
- * returns -EIO until the partition is opened again, because after a failed
- * fsync nobody knows which bytes reached the disk.
+ * survive kill -9). part_sync makes everything appended so far durable: every
+ * segment that holds unsynced bytes, and the directory when segments were
+ * created. A failed fsync, wherever it happens (part_sync, or sealing a
+ * segment), is sticky: from then on every append and sync returns -EIO until
+ * the partition is opened again, because after a failed fsync nobody knows
+ * which bytes reached the disk.
  *
  * Thread safety: every function may be called from any thread. part->lock
  * guards the segment list and the tail; reads copy a segment reference under

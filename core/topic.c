@@ -132,6 +132,26 @@ static int load_groups(struct topic *t)
 	return rc;
 }
 
+/*
+ * A committed offset past a partition's end can only come from a power loss
+ * that took messages a consumer had already read: point the group at the
+ * end, where the next message will be, rather than skip future messages.
+ */
+static void clamp_groups(struct topic *t)
+{
+	for (size_t g = 0; g < t->ngroups; g++)
+		for (uint32_t i = 0; i < topic_nparts(t); i++) {
+			struct part_stat st;
+
+			part_stat(t->parts[i], &st);
+			if (cg_committed(t->groups[g], i) > st.next) {
+				fprintf(stderr, "mqfs: %s: group %s: offset of partition %u past its end, set to %llu\n",
+					t->name, cg_name(t->groups[g]), i, (unsigned long long)st.next);
+				(void)cg_commit(t->groups[g], i, st.next, 0, st.next, 1);
+			}
+		}
+}
+
 int topic_open(const char *dir, const char *name, uint32_t id,
 	       const struct cfg_topic *defaults, int create, struct topic **out)
 {
@@ -166,6 +186,9 @@ int topic_open(const char *dir, const char *name, uint32_t id,
 			rc = (int)n;
 			goto out_free;
 		}
+		/* The stored count is the truth, whatever the mount's default:
+		 * start from 1 so that "never shrink" does not apply here. */
+		t->cfg.partitions = 1;
 		rc = cfg_topic_apply(&t->cfg, text, (size_t)n, &why);
 		if (rc < 0) {
 			fprintf(stderr, "mqfs: %s: %s\n", p, why);
@@ -181,6 +204,8 @@ int topic_open(const char *dir, const char *name, uint32_t id,
 		rc = open_parts(t, t->cfg.partitions);
 	if (rc == 0 && !create)
 		rc = load_groups(t);
+	if (rc == 0 && !create)
+		clamp_groups(t);
 	/* Last: a topic exists once its config does. */
 	if (rc == 0 && create)
 		rc = save_config(t, &t->cfg);

@@ -815,6 +815,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		}
 		w->rq.done = write_done;
 		w->rq.interrupted = write_interrupted;
+		w->rq.pr = h->prod;	/* set before on_write_intr can see w */
 		w->req = req;
 		w->h = NULL;
 		/* Before anyone else can see w: an INTERRUPT that came first

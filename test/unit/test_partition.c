@@ -152,6 +152,48 @@ static void part_sync_failure_is_sticky(void)
 	part_close(p);
 }
 
+static void part_sync_covers_segments_sealed_without_sync(void)
+{
+	/* Rolled without syncing (sync=none at the time): 5 segments hold
+	 * unsynced bytes, two files each, so a sync is 10 fdatasyncs. A fault
+	 * on the 10th must surface; one on the 11th is never reached. */
+	for (int fail_at = 10; fail_at <= 11; fail_at++) {
+		const char *dir = tmpdir();
+		struct part_stat st;
+		struct part *p;
+
+		CHECK_EQ(part_open(dir, &p), 0);
+		for (int i = 0; i < 10; i++) {
+			char line[8];
+
+			snprintf(line, sizeof(line), "m%d\n", i);
+			CHECK_EQ(part_append(p, line, 3, 1, 6, 0), 0);
+		}
+		part_stat(p, &st);
+		CHECK_EQ(st.segments, 5);
+		io_fault_set(IO_OP_SYNC, fail_at, -EIO, 0);
+		CHECK_EQ(part_sync(p), fail_at == 10 ? -EIO : 0);
+		io_fault_set(IO_OP_SYNC, 0, 0, 0);
+		CHECK_EQ(part_sync(p), fail_at == 10 ? -EIO : 0);
+		part_close(p);
+	}
+}
+
+static void part_roll_sync_failure_is_sticky(void)
+{
+	const char *dir = tmpdir();
+	struct part *p;
+
+	CHECK_EQ(part_open(dir, &p), 0);
+	CHECK_EQ(part_append(p, "a\n", 2, 1, 4, 1), 0);
+	/* Any fsync error when sealing is sticky, not only EIO. */
+	io_fault_set(IO_OP_SYNC, 1, -ENOSPC, 0);
+	CHECK_EQ(part_append(p, "bb\n", 3, 1, 4, 1), -EIO);
+	CHECK_EQ(part_error(p), -EIO);
+	CHECK_EQ(part_append(p, "c\n", 2, 1, 4, 1), -EIO);
+	part_close(p);
+}
+
 static void part_append_write_failure_is_not_sticky(void)
 {
 	const char *dir = tmpdir();
@@ -173,6 +215,8 @@ int main(void)
 	RUN(part_retain_deletes_whole_old_segments_and_keeps_offsets);
 	RUN(part_retain_deletes_consumed_segments);
 	RUN(part_sync_failure_is_sticky);
+	RUN(part_sync_covers_segments_sealed_without_sync);
+	RUN(part_roll_sync_failure_is_sticky);
 	RUN(part_append_write_failure_is_not_sticky);
 	return tap_done();
 }
