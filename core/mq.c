@@ -246,7 +246,11 @@ int mq_topic_create(struct mq *m, const char *name)
 	if (rc < 0) {
 		(void)topic_destroy(t);
 		topic_unref(t);
+		goto out_unlock;
 	}
+	/* The topic's own directory entry, or a power cut can take it. */
+	if (m->opts.topic.sync != CFG_SYNC_NONE)
+		(void)io_sync_dir(m->topics);
 out_unlock:
 	pthread_mutex_unlock(&m->lock);
 	return rc;

@@ -63,12 +63,15 @@ static int save_config(struct topic *t, const struct cfg_topic *c)
 	return io_publish(t->dir, "config", text, (size_t)n, c->sync != CFG_SYNC_NONE);
 }
 
-/* Open partitions [nparts, n). topic->lock held (or not yet shared). */
+/*
+ * Open partitions [nparts, n) without making them visible; publish_parts
+ * then shows them all at once (so routing never sees a count in between),
+ * drop_parts closes them again. topic->lock held (or not yet shared).
+ */
 static int open_parts(struct topic *t, uint32_t n)
 {
 	for (uint32_t i = atomic_load(&t->nparts); i < n; i++) {
 		char dir[PATH_MAX], idx[16];
-		struct part_stat st;
 		int rc;
 
 		snprintf(idx, sizeof(idx), "%" PRIu32, i);
@@ -77,11 +80,35 @@ static int open_parts(struct topic *t, uint32_t n)
 			rc = part_open(dir, &t->parts[i]);
 		if (rc < 0)
 			return rc;
-		part_stat(t->parts[i], &st);
-		atomic_fetch_add(&t->bytes, (int64_t)(st.end_pos - st.start_pos));
-		atomic_store(&t->nparts, i + 1);
+	}
+	/* A new partition's directory must survive a crash once its
+	 * messages are acknowledged. */
+	if (n > atomic_load(&t->nparts) && durable(t)) {
+		char dir[PATH_MAX];
+
+		if (path(dir, t, "parts", NULL) == 0)
+			(void)io_sync_dir(dir);
 	}
 	return 0;
+}
+
+static void publish_parts(struct topic *t, uint32_t n)
+{
+	for (uint32_t i = atomic_load(&t->nparts); i < n; i++) {
+		struct part_stat st;
+
+		part_stat(t->parts[i], &st);
+		atomic_fetch_add(&t->bytes, (int64_t)(st.end_pos - st.start_pos));
+	}
+	atomic_store_explicit(&t->nparts, n, memory_order_release);
+}
+
+static void drop_parts(struct topic *t)
+{
+	for (uint32_t i = atomic_load(&t->nparts); i < MQ_MAX_PARTITIONS && t->parts[i]; i++) {
+		part_close(t->parts[i]);
+		t->parts[i] = NULL;
+	}
 }
 
 static int add_group(struct topic *t, struct cg *g)
@@ -202,6 +229,8 @@ int topic_open(const char *dir, const char *name, uint32_t id,
 		rc = io_mkdir(p);
 	if (rc == 0)
 		rc = open_parts(t, t->cfg.partitions);
+	if (rc == 0)
+		publish_parts(t, t->cfg.partitions);
 	if (rc == 0 && !create)
 		rc = load_groups(t);
 	if (rc == 0 && !create)
@@ -229,6 +258,7 @@ void topic_unref(struct topic *t)
 		return;
 	for (uint32_t i = 0; i < atomic_load(&t->nparts); i++)
 		part_close(t->parts[i]);
+	drop_parts(t);	/* opened but never shown (a failed open) */
 	for (size_t i = 0; i < t->ngroups; i++)
 		cg_unref(t->groups[i]);
 	free(t->groups);
@@ -279,15 +309,18 @@ int topic_config_write(struct topic *t, const char *buf, size_t len,
 	rc = t->deleted ? t->deleted : cfg_topic_apply(&nc, buf, len, why);
 	if (rc < 0)
 		goto out_unlock;
-	/* Partitions first: if that fails, the stored config still says the
-	 * old count, and the opened ones are simply empty. */
+	/* New partitions are opened, the settings stored, and only then are
+	 * the partitions shown: a failure leaves the topic as it was. */
 	rc = open_parts(t, nc.partitions);
 	if (rc == 0)
 		rc = save_config(t, &nc);
-	if (rc == 0)
+	if (rc == 0) {
+		publish_parts(t, nc.partitions);
 		t->cfg = nc;
-	else
+	} else {
+		drop_parts(t);
 		*why = "could not store the new settings";
+	}
 out_unlock:
 	pthread_mutex_unlock(&t->lock);
 	if (rc == 0)
@@ -532,6 +565,8 @@ int topic_group_create(struct topic *t, const char *name)
 		goto out_unlock;
 	}
 	t->next_gid++;
+	if (durable(t) && path(dir, t, "groups", NULL) == 0)
+		(void)io_sync_dir(dir);	/* the group's directory entry */
 out_unlock:
 	pthread_mutex_unlock(&t->lock);
 	return rc;

@@ -291,6 +291,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	int rc = resolve(mq_of(req), id, &t, &g);
 
+	/* fi is not used: the kernel sends no file handle for fstat, so an
+	 * open file's size is the partition's, like everyone's. */
 	(void)fi;
 	if (rc == 0)
 		rc = fill_stat(id, t, g, &st);
