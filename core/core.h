@@ -12,13 +12,19 @@
  * Lock order (take left before right, never the reverse):
  *
  *     mq->lock  ->  topic->lock  ->  part->lock  ->  commit->lock
+ *     prod->lock  ->  topic->lock  ->  part->lock
+ *     (fs) inflight_lock  ->  topic->lock
  *
  * mq->lock guards the topic table, topic->lock a topic's config, partition
- * array and groups, part->lock a partition's segment list and its active
- * segment's tail, commit->lock the group-commit queue. Segments have no lock:
- * a sealed segment is immutable and is read with pread() by whoever holds a
- * reference (seg_ref); the active segment's length fields are guarded by the
- * lock of the partition that owns it.
+ * array, groups and held writers, part->lock a partition's segment list and
+ * its active segment's tail, commit->lock the group-commit queue, prod->lock
+ * one open file's partial line, cg->lock (taken alone, or inside
+ * topic->lock when a topic is deleted) one group's offset files. Segments
+ * have no lock: a sealed segment is immutable and is read with pread() by
+ * whoever holds a reference (seg_ref); the active segment's length fields
+ * are guarded by the lock of the partition that owns it. Callbacks into
+ * the FUSE layer (write completions, held-writer wake-ups) are made with
+ * none of these locks held.
  */
 #ifndef MQ_CORE_H
 #define MQ_CORE_H
@@ -31,9 +37,13 @@
 #error "mqfs writes its on-disk formats in host order and requires little-endian"
 #endif
 
-/* Upper bounds that size arrays and inode numbers (fs/ino.h). */
+/* Upper bounds that size arrays and inode numbers (fs/mqfs.h). Ids are
+ * handed out once per run: a run can create this many topics, and this many
+ * groups per topic, before mkdir answers ENOSPC (a remount starts over). */
 #define MQ_MAX_PARTITIONS 1024
 #define MQ_NAME_MAX 200
+#define MQ_MAX_TOPIC_IDS (1u << 28)
+#define MQ_MAX_GROUP_IDS (1u << 20)
 
 /* Wall-clock milliseconds since the epoch: message timestamps, retention. */
 int64_t mq_now_ms(void);

@@ -18,6 +18,7 @@
 struct cg {
 	atomic_int refs;
 	pthread_mutex_t lock;			/* serializes commits */
+	int dead;				/* deleted: no more commits; lock */
 	uint32_t id;				/* immutable */
 	char name[MQ_NAME_MAX + 1];		/* immutable */
 	char dir[PATH_MAX];			/* immutable */
@@ -122,6 +123,11 @@ void cg_unref(struct cg *g)
 
 int cg_destroy(struct cg *g)
 {
+	/* No commit through this object may write into a new group of the
+	 * same name once this returns. */
+	pthread_mutex_lock(&g->lock);
+	g->dead = 1;
+	pthread_mutex_unlock(&g->lock);
 	return io_rmtree(g->dir);
 }
 
@@ -140,6 +146,10 @@ int cg_commit(struct cg *g, uint32_t part, uint64_t off, int relative,
 	int rc;
 
 	pthread_mutex_lock(&g->lock);
+	if (g->dead) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
 	cur = atomic_load_explicit(&g->off[part], memory_order_relaxed);
 	if (relative) {
 		if (off > UINT64_MAX - cur) {

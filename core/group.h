@@ -31,7 +31,8 @@ int cg_create(const char *dir, const char *name, uint32_t id,
 int cg_load(const char *dir, const char *name, uint32_t id, struct cg **out);
 void cg_ref(struct cg *g);
 void cg_unref(struct cg *g);
-/* Remove the group's files (the object stays valid for its holders). */
+/* Remove the group's files. The object stays valid for its holders, but
+ * later commits through it fail with -ENOENT. */
 int cg_destroy(struct cg *g);
 
 const char *cg_name(const struct cg *g);
@@ -41,7 +42,7 @@ uint64_t cg_committed(struct cg *g, uint32_t part);
 /*
  * Commit off (or, with relative, the committed offset plus off) for part.
  * -EINVAL if the result would pass end (the partition's next offset) or
- * overflow; nothing changes then.
+ * overflow; nothing changes then. -ENOENT once the group was destroyed.
  */
 int cg_commit(struct cg *g, uint32_t part, uint64_t off, int relative,
 	      uint64_t end, int durable);

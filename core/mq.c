@@ -235,6 +235,10 @@ int mq_topic_create(struct mq *m, const char *name)
 		rc = -EEXIST;
 		goto out_unlock;
 	}
+	if (m->nids >= MQ_MAX_TOPIC_IDS) {
+		rc = -ENOSPC;
+		goto out_unlock;
+	}
 	/* Leftovers of a creation that failed half way. */
 	(void)io_rmtree(dir);
 	rc = topic_open(dir, name, m->nids, &m->opts.topic, 1, &t);

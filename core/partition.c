@@ -27,6 +27,7 @@ struct part {
 	uint64_t end_pos;	/* byte position after the last message; lock */
 	uint64_t synced_pos;	/* bytes known durable; lock */
 	int err;		/* sticky -EIO, 0 = healthy; lock */
+	int dead;		/* part_kill: no more changes; lock */
 	int dir_dirty;		/* a segment file was created since the last
 				 * fsync of dir; lock */
 	atomic_int queued;	/* on the group-commit list; see commit.c */
@@ -236,7 +237,7 @@ int part_append(struct part *p, const char *buf, size_t len, int64_t ts_ms,
 	int rc;
 
 	pthread_mutex_lock(&p->lock);
-	rc = p->err;
+	rc = p->dead ? -ENOENT : p->err;
 	if (rc < 0)
 		goto out_unlock;
 	act = p->segs[p->nsegs - 1];
@@ -302,6 +303,13 @@ int part_sync(struct part *p)
 	}
 	pthread_mutex_unlock(&p->lock);
 	return rc;
+}
+
+void part_kill(struct part *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->dead = 1;
+	pthread_mutex_unlock(&p->lock);
 }
 
 int part_error(struct part *p)
@@ -425,6 +433,11 @@ int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct seg *s = p->segs[0];
+
+		if (p->dead) {
+			rc = -ENOENT;
+			break;
+		}
 		uint64_t total = p->end_pos - p->spos[0], n = seg_count(s);
 		int expired = retention_ms && n &&
 			      seg_last_ts(s) < now_ms - (int64_t)retention_ms;

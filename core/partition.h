@@ -62,6 +62,14 @@ void part_close(struct part *p);
 int part_append(struct part *p, const char *buf, size_t len, int64_t ts_ms,
 		uint64_t segment_bytes, int sync_seal);
 
+/*
+ * The partition's topic is being deleted: once this returns, appends and
+ * retention fail with -ENOENT and touch no file, so that nothing done
+ * through this object can reach a new topic created under the same name.
+ * Reads keep working from the open files.
+ */
+void part_kill(struct part *p);
+
 /* Make every message appended before the call durable. 0 or sticky -EIO. */
 int part_sync(struct part *p);
 /* 0, or the sticky error. */

@@ -134,14 +134,34 @@ static void uncount(struct prod *pr, struct prod_req *rq)
 	}
 }
 
+/*
+ * The next partition at or after *i in a partition bit set, or -1: the hot
+ * path visits only the partitions a write touched, not all 1024.
+ */
+static int next_bit(const uint64_t *set, uint32_t *i)
+{
+	while (*i < MQ_MAX_PARTITIONS) {
+		uint64_t word = set[*i / 64] >> (*i % 64);
+
+		if (word) {
+			*i += (uint32_t)__builtin_ctzll(word);
+			return 0;
+		}
+		*i = (*i / 64 + 1) * 64;
+	}
+	return -1;
+}
+
+#define FOR_EACH_BIT(set, i) for (uint32_t i = 0; next_bit((set), &i) == 0; i++)
+
 static void commit_done(struct commit_wait *w)
 {
 	struct prod_req *rq = (struct prod_req *)((char *)w - offsetof(struct prod_req, w));
 	struct topic *t = rq->t;
 	ssize_t result = rq->result;
 
-	for (uint32_t i = 0; i < MQ_MAX_PARTITIONS; i++)
-		if ((rq->touched[i / 64] >> (i % 64)) & 1 && part_error(topic_part(t, i)) < 0)
+	FOR_EACH_BIT(rq->touched, i)
+		if (part_error(topic_part(t, i)) < 0)
 			result = -EIO;
 	rq->t = NULL;
 	rq->done(rq, result);	/* may free rq */
@@ -164,16 +184,14 @@ static void settle(struct prod *pr, const struct cfg_topic *c,
 		return;
 	}
 	if (c->sync == CFG_SYNC_ALWAYS) {
-		for (uint32_t i = 0; i < MQ_MAX_PARTITIONS; i++)
-			if ((rq->touched[i / 64] >> (i % 64)) & 1 &&
-			    part_sync(topic_part(t, i)) < 0)
+		FOR_EACH_BIT(rq->touched, i)
+			if (part_sync(topic_part(t, i)) < 0)
 				result = -EIO;
 		finish(rq, result);
 		return;
 	}
-	for (uint32_t i = 0; i < MQ_MAX_PARTITIONS; i++)
-		if ((rq->touched[i / 64] >> (i % 64)) & 1)
-			commit_dirty(pr->commit, topic_part(t, i));
+	FOR_EACH_BIT(rq->touched, i)
+		commit_dirty(pr->commit, topic_part(t, i));
 	topic_ref(t);
 	rq->t = t;
 	rq->result = result;
@@ -432,6 +450,11 @@ out_hold:
 	pthread_mutex_lock(&pr->lock);
 out_err:
 	uncount(pr, rq);
+	/* A write whose lines went to several partitions can fail after some
+	 * of them were appended: those stay (at-least-once; a retry may repeat
+	 * them) and count for close()'s error report. */
+	for (size_t i = 0; i < MQ_MAX_PARTITIONS / 64; i++)
+		pr->wrote[i] |= rq->touched[i];
 	pthread_mutex_unlock(&pr->lock);
 	finish(rq, rc);
 }
@@ -524,8 +547,8 @@ int prod_error(struct prod *pr)
 	pthread_mutex_lock(&pr->lock);
 	memcpy(wrote, pr->wrote, sizeof(wrote));
 	pthread_mutex_unlock(&pr->lock);
-	for (uint32_t i = 0; i < MQ_MAX_PARTITIONS && rc == 0; i++)
-		if ((wrote[i / 64] >> (i % 64)) & 1)
+	FOR_EACH_BIT(wrote, i)
+		if (rc == 0)
 			rc = part_error(topic_part(pr->t, i));
 	return rc;
 }

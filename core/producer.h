@@ -20,7 +20,11 @@
  *     partitions, from a start that differs per producer (sticky per
  *     batch, as Kafka's default partitioner: it keeps a big write to one
  *     append and one fsync);
- *   - each write appends with one write per partition it touches.
+ *   - each write() is one append (a log write and an index write) per
+ *     partition it touches. A write whose lines go to several partitions
+ *     and fails part way has stored the lines of the partitions before the
+ *     failure: the error is returned, and a retry may repeat those lines
+ *     (at-least-once, like a producer retry in Kafka).
  *
  * Completion: prod_write and prod_flush always finish by calling rq->done
  * exactly once, with the byte count or -errno: at once for sync=none and

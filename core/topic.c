@@ -273,7 +273,14 @@ int topic_destroy(struct topic *t)
 
 	pthread_mutex_lock(&t->lock);
 	t->deleted = -ENOENT;
+	for (size_t i = 0; i < t->ngroups; i++)
+		(void)cg_destroy(t->groups[i]);	/* commits through them stop */
 	pthread_mutex_unlock(&t->lock);
+	/* Writers and the retention thread may still hold this topic; after
+	 * this nothing they do touches a file, so a topic created again under
+	 * the same name is safe from them. */
+	for (uint32_t i = 0; i < topic_nparts(t); i++)
+		part_kill(t->parts[i]);
 	topic_wake(t);
 	rc = path(p, t, "config", NULL);
 	/* config first: a crash in the middle leaves no half topic behind. */
@@ -546,6 +553,8 @@ int topic_group_create(struct topic *t, const char *name)
 	for (size_t i = 0; rc == 0 && i < t->ngroups; i++)
 		if (strcmp(cg_name(t->groups[i]), name) == 0)
 			rc = -EEXIST;
+	if (rc == 0 && t->next_gid >= MQ_MAX_GROUP_IDS)
+		rc = -ENOSPC;
 	if (rc < 0)
 		goto out_unlock;
 	n = topic_nparts(t);

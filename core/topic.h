@@ -4,7 +4,7 @@
  * Stored in DATA_DIR/topics/NAME/: `config` (key=value lines, the form
  * T/config shows), `parts/P/` (one partition.h directory each) and
  * `groups/G/` (group.h files). Creating a topic writes config last, so a
- * directory without config is a creation that crashed: mq_open ignores it.
+ * directory without config is a creation that crashed: mq_open removes it.
  *
  * Thread safety: every function may be called from any thread.
  * topic->lock guards the settings and the group list; partitions are

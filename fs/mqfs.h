@@ -13,8 +13,8 @@
  *
  *     bits  0..4   kind (enum mqfs_kind)
  *     bits  5..15  partition (0..1023)
- *     bits 16..35  group id (0 = none)
- *     bits 36..63  topic id (0 = none)
+ *     bits 16..35  group id (0 = none; < MQ_MAX_GROUP_IDS)
+ *     bits 36..63  topic id (0 = none; < MQ_MAX_TOPIC_IDS)
  *
  * The root is kind MQFS_ROOT with everything else 0, which is inode 1 as
  * FUSE requires.
@@ -26,7 +26,11 @@
 #include <fuse_lowlevel.h>
 #include <stdint.h>
 
+#include "../core/core.h"
 #include "../core/mq.h"
+
+_Static_assert(MQ_MAX_PARTITIONS <= 2048 && MQ_MAX_GROUP_IDS <= (1u << 20) &&
+	       MQ_MAX_TOPIC_IDS <= (1u << 28), "ids must fit their inode bits");
 
 enum mqfs_kind {
 	MQFS_ROOT = 1,
