@@ -317,3 +317,27 @@ whole_group() {
 	done
 	echo "topics after the kill: $(ls "$MNT" | wc -l), ops done: $(command grep -c '^done' "$rec")"
 }
+
+@test "restart: a partition of several megabytes should come back whole" {
+	mkdir "$MNT/t"
+	seq -f 'message %06g, long enough to make the partition several megabytes' 1 60000 | cat >>"$MNT/t/0"
+	sum=$(cat "$MNT/t/0" | cksum)
+	mq_restart
+	assert_eq "$(stats_col "$MNT/t/stats" 0 next)" 60000
+	assert_eq "$(cat "$MNT/t/0" | cksum)" "$sum"
+	echo after >>"$MNT/t/0"
+	assert_eq "$(stats_col "$MNT/t/stats" 0 next)" 60001
+	assert_eq "$(tail -n 1 "$MNT/t/0")" after
+}
+
+@test "restart: a remount with another partitions default should keep each topic's count" {
+	mq_restart -o partitions=2
+	mkdir "$MNT/two"
+	mq_restart
+	assert_eq "$(entries "$MNT/two")" "0 1 config groups publish stats"
+	mkdir "$MNT/four"
+	assert_eq "$(entries "$MNT/four")" "0 1 2 3 config groups publish stats"
+	mq_restart -o partitions=8
+	assert_eq "$(entries "$MNT/two")" "0 1 config groups publish stats"
+	assert_eq "$(entries "$MNT/four")" "0 1 2 3 config groups publish stats"
+}
