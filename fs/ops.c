@@ -500,21 +500,23 @@ out_err:
 	mqfs_reply_err(req, rc);
 }
 
+/*
+ * Serve [off, off + size) of a handle's text (a generated file or a
+ * directory listing). A listing may end in a cut entry: the kernel drops it
+ * and asks again from the offset of the last whole one.
+ */
+static void reply_text(fuse_req_t req, const struct fh *h, off_t off, size_t size)
+{
+	size_t o = (size_t)off < h->len ? (size_t)off : h->len;
+
+	reply_copy(req, h->text + o, size < h->len - o ? size : h->len - o);
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-	size_t end = (size_t)off;
-
 	(void)ino;
-	if ((size_t)off >= h->len) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	/* A cut entry at the end is fine: the kernel drops it and asks again
-	 * from the offset of the last whole one. */
-	end = h->len - (size_t)off < size ? h->len : (size_t)off + size;
-	reply_copy(req, h->text + off, end - (size_t)off);
+	reply_text(req, (struct fh *)(uintptr_t)fi->fh, off, size);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -729,9 +731,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)ino;
 	if (h->kind != MQFS_PART && h->kind != MQFS_GPART) {
-		size_t o = (size_t)off < h->len ? (size_t)off : h->len;
-
-		reply_copy(req, h->text + o, size < h->len - o ? size : h->len - o);
+		reply_text(req, h, off, size);
 		return;
 	}
 	buf = rbuf_get(size);
