@@ -22,6 +22,12 @@
 
 #define RETAIN_EVERY_MS 1000
 
+/* A topic under construction: its name is taken, it is not visible yet. */
+struct creating {
+	char name[MQ_NAME_MAX + 1];
+	struct creating *next;
+};
+
 struct mq {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* wakes the janitor to stop */
@@ -32,6 +38,7 @@ struct mq {
 	struct topic **by_id;		/* index = id, NULL = none; lock */
 	uint32_t nids;			/* next id; lock */
 	uint32_t cap;			/* lock */
+	struct creating *creating;	/* topics being created; lock */
 	struct commit *commit;		/* NULL until mq_start */
 	pthread_t janitor;
 	int started, stop;		/* stop: lock */
@@ -222,8 +229,10 @@ static struct topic *find_locked(struct mq *m, const char *name, uint32_t *id)
 
 int mq_topic_create(struct mq *m, const char *name)
 {
+	struct creating me, **pp;
 	char dir[PATH_MAX];
-	struct topic *t;
+	struct topic *t = NULL;
+	uint32_t id;
 	int rc = mq_name_check(name);
 
 	if (rc == 0)
@@ -231,31 +240,41 @@ int mq_topic_create(struct mq *m, const char *name)
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->lock);
-	if (find_locked(m, name, NULL)) {
-		rc = -EEXIST;
-		goto out_unlock;
-	}
-	if (m->nids >= MQ_MAX_TOPIC_IDS) {
+	rc = find_locked(m, name, NULL) ? -EEXIST : 0;
+	for (struct creating *c = m->creating; rc == 0 && c; c = c->next)
+		if (strcmp(c->name, name) == 0)
+			rc = -EEXIST;
+	if (rc == 0 && m->nids >= MQ_MAX_TOPIC_IDS)
 		rc = -ENOSPC;
-		goto out_unlock;
+	/* Reserve the id slot and the name, then build the topic without the
+	 * lock: every operation on every topic looks topics up under it, and
+	 * creating 1024 partitions with their fsyncs takes a while. */
+	if (rc == 0)
+		rc = add_topic(m, NULL);
+	if (rc < 0) {
+		pthread_mutex_unlock(&m->lock);
+		return rc;
 	}
+	id = m->nids - 1;
+	snprintf(me.name, sizeof(me.name), "%s", name);
+	me.next = m->creating;
+	m->creating = &me;
+	pthread_mutex_unlock(&m->lock);
+
 	/* Leftovers of a creation that failed half way. */
 	(void)io_rmtree(dir);
-	rc = topic_open(dir, name, m->nids, &m->opts.topic, 1, &t);
-	if (rc < 0) {
+	rc = topic_open(dir, name, id, &m->opts.topic, 1, &t);
+	if (rc < 0)
 		(void)io_rmtree(dir);
-		goto out_unlock;
-	}
-	rc = add_topic(m, t);
-	if (rc < 0) {
-		(void)topic_destroy(t);
-		topic_unref(t);
-		goto out_unlock;
-	}
 	/* The topic's own directory entry, or a power cut can take it. */
-	if (m->opts.topic.sync != CFG_SYNC_NONE)
+	else if (m->opts.topic.sync != CFG_SYNC_NONE)
 		(void)io_sync_dir(m->topics);
-out_unlock:
+
+	pthread_mutex_lock(&m->lock);
+	for (pp = &m->creating; *pp != &me; pp = &(*pp)->next)
+		;
+	*pp = me.next;
+	m->by_id[id] = rc < 0 ? NULL : t;
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }

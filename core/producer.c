@@ -497,8 +497,6 @@ int prod_cancel(struct prod_req *rq)
 	return 1;
 }
 
-
-
 void prod_flush(struct prod *pr, struct prod_req *rq)
 {
 	struct cfg_topic c;
