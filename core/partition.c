@@ -175,20 +175,30 @@ void part_close(struct part *p)
 	free(p);
 }
 
-/* Index of the segment holding byte pos (the last one at the end). lock held. */
-static size_t find_pos(struct part *p, uint64_t pos)
+/*
+ * Index of the last segment whose first byte (by_offset == 0) or first
+ * offset (by_offset == 1) is at most key; 0 if none is. lock held.
+ */
+static size_t find_seg(struct part *p, uint64_t key, int by_offset)
 {
 	size_t lo = 0, hi = p->nsegs - 1;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi + 1) / 2;
+		uint64_t at = by_offset ? seg_base(p->segs[mid]) : p->spos[mid];
 
-		if (p->spos[mid] <= pos)
+		if (at <= key)
 			lo = mid;
 		else
 			hi = mid - 1;
 	}
 	return lo;
+}
+
+/* Index of the segment holding byte pos (the last one at the end). lock held. */
+static size_t find_pos(struct part *p, uint64_t pos)
+{
+	return find_seg(p, pos, 0);
 }
 
 /*
@@ -346,7 +356,7 @@ int part_pos(struct part *p, uint64_t off, uint64_t *pos)
 	struct seg_entry e;
 	struct seg *s;
 	uint64_t base;
-	size_t lo, hi;
+	size_t lo;
 	int rc;
 
 	pthread_mutex_lock(&p->lock);
@@ -360,16 +370,7 @@ int part_pos(struct part *p, uint64_t off, uint64_t *pos)
 		pthread_mutex_unlock(&p->lock);
 		return 0;
 	}
-	lo = 0;
-	hi = p->nsegs - 1;
-	while (lo < hi) {
-		size_t mid = (lo + hi + 1) / 2;
-
-		if (seg_base(p->segs[mid]) <= off)
-			lo = mid;
-		else
-			hi = mid - 1;
-	}
+	lo = find_seg(p, off, 1);
 	s = p->segs[lo];
 	base = p->spos[lo];
 	if (off - seg_base(s) >= seg_count(s)) {

@@ -601,13 +601,15 @@ int topic_group_delete(struct topic *t, const char *name)
 	return rc;
 }
 
-struct cg *topic_group_find(struct topic *t, const char *name)
+/* The group called name, or with id gid when name is NULL; a reference. */
+static struct cg *group_lookup(struct topic *t, const char *name, uint32_t gid)
 {
 	struct cg *g = NULL;
 
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = 0; i < t->ngroups && !g; i++)
-		if (strcmp(cg_name(t->groups[i]), name) == 0)
+		if (name ? strcmp(cg_name(t->groups[i]), name) == 0 :
+			   cg_id(t->groups[i]) == gid)
 			g = t->groups[i];
 	if (g)
 		cg_ref(g);
@@ -615,18 +617,14 @@ struct cg *topic_group_find(struct topic *t, const char *name)
 	return g;
 }
 
+struct cg *topic_group_find(struct topic *t, const char *name)
+{
+	return group_lookup(t, name, 0);
+}
+
 struct cg *topic_group_get(struct topic *t, uint32_t gid)
 {
-	struct cg *g = NULL;
-
-	pthread_mutex_lock(&t->lock);
-	for (size_t i = 0; i < t->ngroups && !g; i++)
-		if (cg_id(t->groups[i]) == gid)
-			g = t->groups[i];
-	if (g)
-		cg_ref(g);
-	pthread_mutex_unlock(&t->lock);
-	return g;
+	return group_lookup(t, NULL, gid);
 }
 
 struct cg *topic_group_next(struct topic *t, uint32_t after)

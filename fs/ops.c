@@ -121,6 +121,19 @@ static int offset_text(struct cg *g, uint32_t part, char *buf, size_t cap)
  * op_init, before any other operation. */
 static time_t started;
 
+/*
+ * Where the file of a partition (MQFS_PART) or of a group's view of it
+ * (MQFS_GPART) starts: the first retained byte, or the group's committed
+ * offset. Also returns the partition's counters.
+ */
+static int file_start(struct mqfs_id id, struct topic *t, struct cg *g,
+		      struct part_stat *ps, uint64_t *pos)
+{
+	part_stat(topic_part(t, id.part), ps);
+	*pos = ps->start_pos;
+	return id.kind == MQFS_GPART ? topic_group_pos(t, g, id.part, pos) : 0;
+}
+
 static int fill_stat(struct mqfs_id id, struct topic *t, struct cg *g,
 		     struct stat *st)
 {
@@ -148,10 +161,7 @@ static int fill_stat(struct mqfs_id id, struct topic *t, struct cg *g,
 	case MQFS_PART:
 	case MQFS_GPART:
 		st->st_mode = S_IFREG | (id.kind == MQFS_PART ? 0644 : 0444);
-		part_stat(topic_part(t, id.part), &ps);
-		pos = ps.start_pos;
-		if (id.kind == MQFS_GPART)
-			rc = topic_group_pos(t, g, id.part, &pos);
+		rc = file_start(id, t, g, &ps, &pos);
 		/* pos may be newer than ps: a commit in between */
 		st->st_size = pos < ps.end_pos ? (off_t)(ps.end_pos - pos) : 0;
 		if (ps.last_ts)
@@ -701,10 +711,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc < 0)
 		goto out_err;
 	if (id.kind == MQFS_PART || id.kind == MQFS_GPART) {
-		part_stat(topic_part(h->t, id.part), &ps);
-		h->base = ps.start_pos;
-		if (id.kind == MQFS_GPART)
-			rc = topic_group_pos(h->t, h->g, id.part, &h->base);
+		rc = file_start(id, h->t, h->g, &ps, &h->base);
 	}
 	if (rc == 0 && (want & 2) && (id.kind == MQFS_PUBLISH || id.kind == MQFS_PART))
 		rc = prod_open(h->t, id.kind == MQFS_PART ? (int)id.part : -1,

@@ -22,6 +22,21 @@ fill_topic() {
 blocked() { kill -0 "$1" 2>/dev/null; }
 finished() { ! kill -0 "$1" 2>/dev/null; }
 
+# hold_writer TEXT: publish TEXT (longer than the 48 bytes of room left) in
+# the background and check that it is still held after a while; sets writer.
+hold_writer() {
+	mq_bg sh -c 'echo "$2" >>"$1/t/publish"' _ "$MNT" "$1"
+	writer=$MQ_BG
+	sleep 0.5 # the writer must still be waiting after a while
+	blocked "$writer"
+}
+
+# released: the held writer gets in within a deadline and succeeds.
+released() {
+	wait_for 10 finished "$writer"
+	wait "$writer"
+}
+
 @test "backpressure: overflow=reject should fail a write past max_bytes with ENOSPC and store nothing" {
 	mq_restart -o partitions=1,segment_bytes=1024,max_bytes=2048,overflow=reject
 	fill_topic
@@ -39,18 +54,14 @@ finished() { ! kill -0 "$1" 2>/dev/null; }
 @test "backpressure: overflow=block should hold a writer until a consumer frees a segment" {
 	mq_restart -o partitions=1,segment_bytes=1024,max_bytes=2048
 	fill_topic
-	mq_bg sh -c 'echo "held $1" >>"$2/t/publish"' _ "$LINE" "$MNT"
-	writer=$MQ_BG
-	sleep 1 # the writer must still be waiting after a while
-	blocked "$writer"
+	hold_writer "held $LINE"
 	assert_eq "$(stats_col "$MNT/t/stats" 0 next)" 20
 	# committing a partial segment frees nothing: still held
 	echo 5 >"$MNT/t/groups/g/offsets/0"
 	sleep 0.5
 	blocked "$writer"
 	echo 10 >"$MNT/t/groups/g/offsets/0"
-	wait_for 10 finished "$writer"
-	wait "$writer"
+	released
 	assert_eq "$(tail -n 1 "$MNT/t/0")" "held $LINE"
 	assert_eq "$(stats_col "$MNT/t/stats" 0 first)" 10
 }
@@ -58,13 +69,9 @@ finished() { ! kill -0 "$1" 2>/dev/null; }
 @test "backpressure: raising max_bytes in config should release a held writer" {
 	mq_restart -o partitions=1,segment_bytes=1024,max_bytes=2048
 	fill_topic
-	mq_bg sh -c 'echo "late $2" >>"$1/t/publish"' _ "$MNT" "$LINE"
-	writer=$MQ_BG
-	sleep 0.5
-	blocked "$writer"
+	hold_writer "late $LINE"
 	echo max_bytes=0 >>"$MNT/t/config"
-	wait_for 10 finished "$writer"
-	wait "$writer"
+	released
 	assert_eq "$(tail -n 1 "$MNT/t/0")" "late $LINE"
 	assert_eq "$(stats_col "$MNT/t/stats" 0 next)" 21
 }
@@ -86,13 +93,9 @@ finished() { ! kill -0 "$1" 2>/dev/null; }
 @test "backpressure: retention should free space for a held writer" {
 	mq_restart -o partitions=1,segment_bytes=1024,max_bytes=2048
 	fill_topic
-	mq_bg sh -c 'echo "after retention $2" >>"$1/t/publish"' _ "$MNT" "$LINE"
-	writer=$MQ_BG
-	sleep 0.5
-	blocked "$writer"
+	hold_writer "after retention $LINE"
 	# the retention thread runs every second: everything older than 1 ms goes
 	echo retention_ms=1 >>"$MNT/t/config"
-	wait_for 10 finished "$writer"
-	wait "$writer"
+	released
 	assert_eq "$(cat "$MNT/t/0")" "after retention $LINE"
 }
