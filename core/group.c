@@ -5,6 +5,7 @@
 #include "group.h"
 #include "core.h"
 #include "io.h"
+#include "lease.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,6 +23,7 @@ struct cg {
 	uint32_t id;				/* immutable */
 	char name[MQ_NAME_MAX + 1];		/* immutable */
 	char dir[PATH_MAX];			/* immutable */
+	struct lease *lease;			/* owned; set once, before sharing */
 	_Atomic uint64_t off[MQ_MAX_PARTITIONS];	/* written under lock */
 };
 
@@ -116,6 +118,7 @@ void cg_ref(struct cg *g)
 void cg_unref(struct cg *g)
 {
 	if (g && atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1) {
+		lease_close(g->lease);
 		pthread_mutex_destroy(&g->lock);
 		free(g);
 	}
@@ -125,6 +128,8 @@ int cg_destroy(struct cg *g)
 {
 	/* No commit through this object may write into a new group of the
 	 * same name once this returns. */
+	if (g->lease)
+		lease_kill(g->lease);
 	pthread_mutex_lock(&g->lock);
 	g->dead = 1;
 	pthread_mutex_unlock(&g->lock);
@@ -132,6 +137,14 @@ int cg_destroy(struct cg *g)
 }
 
 const char *cg_name(const struct cg *g) { return g->name; }
+const char *cg_dir(const struct cg *g) { return g->dir; }
+void cg_set_lease(struct cg *g, struct lease *ls) { g->lease = ls; }
+struct lease *cg_lease(struct cg *g) { return g->lease; }
+
+void cg_advance(struct cg *g, uint32_t part, uint64_t off)
+{
+	atomic_store_explicit(&g->off[part], off, memory_order_release);
+}
 uint32_t cg_id(const struct cg *g) { return g->id; }
 
 uint64_t cg_committed(struct cg *g, uint32_t part)

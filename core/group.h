@@ -8,6 +8,10 @@
  * durable). A missing file means 0: partitions added after the group was
  * created start at their beginning.
  *
+ * The group also owns its lease state (lease.h), whose journal is the truth
+ * for offsets that acks moved: cg_advance moves the offset in memory only,
+ * and the lease writes the files when it compacts its journal.
+ *
  * Thread safety: cg_commit and cg_committed may run concurrently; g->lock
  * orders commits of one group so that the file and the memory agree.
  *
@@ -21,6 +25,7 @@
 #include <stdint.h>
 
 struct cg;
+struct lease;
 
 /* Create the group's directory and commit start[p] for p < nparts. */
 int cg_create(const char *dir, const char *name, uint32_t id,
@@ -36,6 +41,13 @@ void cg_unref(struct cg *g);
 int cg_destroy(struct cg *g);
 
 const char *cg_name(const struct cg *g);
+const char *cg_dir(const struct cg *g);
+/* The group's leases (set once by the topic, before the group is shared;
+ * freed with the group). */
+void cg_set_lease(struct cg *g, struct lease *ls);
+struct lease *cg_lease(struct cg *g);
+/* The committed offset moved by acks: memory only (lease.h). */
+void cg_advance(struct cg *g, uint32_t part, uint64_t off);
 uint32_t cg_id(const struct cg *g);
 
 uint64_t cg_committed(struct cg *g, uint32_t part);

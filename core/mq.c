@@ -30,7 +30,6 @@ struct creating {
 
 struct mq {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		/* wakes the janitor to stop */
 	char dir[PATH_MAX];		/* DATA_DIR; immutable */
 	char topics[PATH_MAX];		/* DATA_DIR/topics; immutable */
 	struct cfg_node opts;		/* immutable */
@@ -41,8 +40,17 @@ struct mq {
 	struct creating *creating;	/* topics being created; lock */
 	struct commit *commit;		/* NULL until mq_start */
 	pthread_t janitor;
-	int started, stop;		/* stop: lock */
+	int started;
+	/* The janitor's own lock, taken alone (lease deadlines are announced
+	 * with lease->lock held): */
+	pthread_mutex_t tick_lock;
+	pthread_cond_t tick_cond;	/* CLOCK_MONOTONIC */
+	int64_t wake_at;		/* next run, monotonic ms; tick_lock */
+	int stop;			/* tick_lock */
+	struct topic_hooks hooks;	/* ready: set before mq_start */
 };
+
+static void announce(void *arg, int64_t mono_ms);
 
 static int add_topic(struct mq *m, struct topic *t)
 {
@@ -87,7 +95,7 @@ static int load(struct mq *m)
 			(void)io_rmtree(dir);
 			continue;
 		}
-		rc = topic_open(dir, de->d_name, m->nids, &m->opts.topic, 0, &t);
+		rc = topic_open(dir, de->d_name, m->nids, &m->opts.topic, &m->hooks, 0, &t);
 		if (rc < 0) {
 			fprintf(stderr, "mqfs: cannot open topic %s: %s\n", dir, strerror(-rc));
 			break;
@@ -106,12 +114,20 @@ int mq_open(const char *dir, const struct cfg_node *o, struct mq **out)
 {
 	struct mq *m = calloc(1, sizeof(*m));
 	char lock[PATH_MAX + 8];
+	pthread_condattr_t ca;
 	int rc;
 
 	if (!m)
 		return -ENOMEM;
 	pthread_mutex_init(&m->lock, NULL);
-	pthread_cond_init(&m->cond, NULL);
+	pthread_mutex_init(&m->tick_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->tick_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	m->wake_at = INT64_MAX;
+	m->hooks.due = announce;
+	m->hooks.due_arg = m;
 	m->opts = *o;
 	m->lock_fd = -1;
 	m->nids = 1;	/* id 0 is "no topic" */
@@ -152,25 +168,79 @@ out_free:
 	return rc;
 }
 
-static void *janitor_main(void *arg)
+/* hooks.due: wake the janitor by mono_ms. */
+static void announce(void *arg, int64_t mono_ms)
 {
 	struct mq *m = arg;
 
-	pthread_mutex_lock(&m->lock);
-	while (!m->stop) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += RETAIN_EVERY_MS / 1000;
-		pthread_cond_timedwait(&m->cond, &m->lock, &ts);
-		if (m->stop)
-			break;
-		pthread_mutex_unlock(&m->lock);
-		mq_retain(m);
-		pthread_mutex_lock(&m->lock);
+	pthread_mutex_lock(&m->tick_lock);
+	if (mono_ms < m->wake_at) {
+		m->wake_at = mono_ms;
+		pthread_cond_signal(&m->tick_cond);
 	}
-	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&m->tick_lock);
+}
+
+/* Lease deadlines of every topic; the earliest next one. */
+static int64_t tick(struct mq *m, int64_t now)
+{
+	int64_t next = INT64_MAX;
+	uint32_t id = 0;
+	struct topic *t;
+
+	while ((t = mq_topic_next(m, id))) {
+		int64_t n;
+
+		id = topic_id(t);
+		n = topic_tick(t, now, m->opts.sync_ms);
+		if (n < next)
+			next = n;
+		topic_unref(t);
+	}
+	return next;
+}
+
+/*
+ * The janitor: retention every RETAIN_EVERY_MS, and lease deadlines
+ * (expiries, redeliveries, journal syncs) when they fall due.
+ */
+static void *janitor_main(void *arg)
+{
+	struct mq *m = arg;
+	int64_t retain_at = mq_mono_ms() + RETAIN_EVERY_MS;
+
+	pthread_mutex_lock(&m->tick_lock);
+	while (!m->stop) {
+		int64_t now = mq_mono_ms(), next;
+		int64_t at = m->wake_at < retain_at ? m->wake_at : retain_at;
+
+		if (now < at) {
+			struct timespec ts = { .tv_sec = at / 1000,
+					       .tv_nsec = (at % 1000) * 1000000 };
+
+			pthread_cond_timedwait(&m->tick_cond, &m->tick_lock, &ts);
+			continue;
+		}
+		/* Deadlines announced while we run are kept: min below. */
+		m->wake_at = INT64_MAX;
+		pthread_mutex_unlock(&m->tick_lock);
+		if (now >= retain_at) {
+			mq_retain(m);
+			retain_at = now + RETAIN_EVERY_MS;
+		}
+		next = tick(m, now);
+		pthread_mutex_lock(&m->tick_lock);
+		if (next < m->wake_at)
+			m->wake_at = next;
+	}
+	pthread_mutex_unlock(&m->tick_lock);
 	return NULL;
+}
+
+void mq_set_ready(struct mq *m, void (*fn)(void *arg, struct topic *t), void *arg)
+{
+	m->hooks.ready = fn;
+	m->hooks.ready_arg = arg;
 }
 
 int mq_start(struct mq *m)
@@ -190,10 +260,10 @@ void mq_close(struct mq *m)
 	if (!m)
 		return;
 	if (m->started) {
-		pthread_mutex_lock(&m->lock);
+		pthread_mutex_lock(&m->tick_lock);
 		m->stop = 1;
-		pthread_cond_signal(&m->cond);
-		pthread_mutex_unlock(&m->lock);
+		pthread_cond_signal(&m->tick_cond);
+		pthread_mutex_unlock(&m->tick_lock);
 		pthread_join(m->janitor, NULL);
 	}
 	/* Writers held back by max_bytes get their answer now. */
@@ -206,7 +276,8 @@ void mq_close(struct mq *m)
 	free(m->by_id);
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);	/* releases the flock */
-	pthread_cond_destroy(&m->cond);
+	pthread_cond_destroy(&m->tick_cond);
+	pthread_mutex_destroy(&m->tick_lock);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -263,7 +334,7 @@ int mq_topic_create(struct mq *m, const char *name)
 
 	/* Leftovers of a creation that failed half way. */
 	(void)io_rmtree(dir);
-	rc = topic_open(dir, name, id, &m->opts.topic, 1, &t);
+	rc = topic_open(dir, name, id, &m->opts.topic, &m->hooks, 1, &t);
 	if (rc < 0)
 		(void)io_rmtree(dir);
 	/* The topic's own directory entry, or a power cut can take it. */

@@ -1,6 +1,7 @@
 /*
  * mq.h - the storage engine of one node: a DATA_DIR, its topics, and the
- * background threads (group commit, retention).
+ * background threads (group commit; the janitor: retention, and lease
+ * deadlines as they fall due).
  *
  * DATA_DIR layout: `.lock` (held with flock while mounted, so two daemons
  * never share a directory) and `topics/NAME/` (topic.h). Every name is
@@ -53,6 +54,11 @@ struct topic *mq_topic_find(struct mq *m, const char *name);
 struct topic *mq_topic_get(struct mq *m, uint32_t id);
 /* The topic with the smallest id above after, for listings. */
 struct topic *mq_topic_next(struct mq *m, uint32_t after);
+
+/* The FUSE layer's topic_hooks.ready (topic.h): called when messages of a
+ * topic may have become available to waiting consumers. Set before
+ * mq_start. */
+void mq_set_ready(struct mq *m, void (*fn)(void *arg, struct topic *t), void *arg);
 
 /* Run one retention pass now (the janitor thread does it every second). */
 void mq_retain(struct mq *m);

@@ -425,6 +425,67 @@ ssize_t part_read(struct part *p, uint64_t pos, void *buf, size_t len)
 	return (ssize_t)done;
 }
 
+int part_read_msgs(struct part *p, uint64_t off, uint32_t max, char *buf,
+		   size_t cap, struct part_msg *out)
+{
+	struct seg_entry e[PART_MSGS_MAX];
+	struct seg *s;
+	uint64_t rel, n;
+	size_t i, bytes;
+	ssize_t got;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	if (off >= p->next_off) {
+		pthread_mutex_unlock(&p->lock);
+		return 0;
+	}
+	if (off < seg_base(p->segs[0])) {
+		pthread_mutex_unlock(&p->lock);
+		return -ERANGE;
+	}
+	s = p->segs[find_seg(p, off, 1)];
+	rel = off - seg_base(s);
+	if (rel >= seg_count(s)) {	/* a gap left by a damaged segment */
+		pthread_mutex_unlock(&p->lock);
+		return -ERANGE;
+	}
+	n = seg_count(s) - rel;
+	seg_ref(s);
+	pthread_mutex_unlock(&p->lock);
+
+	if (max > PART_MSGS_MAX)
+		max = PART_MSGS_MAX;
+	if (n > max)
+		n = max;
+	rc = seg_entries(s, rel, (size_t)n, e);
+	if (rc < 0)
+		goto out;
+	for (i = 0; i < n && e[i].pos + e[i].len + 1 - e[0].pos <= cap; i++)
+		;
+	if (i == 0) {
+		out[0].len = e[0].len;
+		rc = -ENOBUFS;
+		goto out;
+	}
+	bytes = (size_t)(e[i - 1].pos + e[i - 1].len + 1 - e[0].pos);
+	got = seg_read(s, e[0].pos, buf, bytes);
+	if (got < 0 || (size_t)got != bytes) {
+		rc = got < 0 ? (int)got : -EIO;
+		goto out;
+	}
+	for (size_t k = 0; k < i; k++) {
+		out[k].off = off + k;
+		out[k].ts_ms = e[k].ts_ms;
+		out[k].line = buf + (e[k].pos - e[0].pos);
+		out[k].len = e[k].len;
+	}
+	rc = (int)i;
+out:
+	seg_unref(s);
+	return rc;
+}
+
 int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
 		    uint64_t retention_bytes, uint64_t consumed)
 {

@@ -88,6 +88,28 @@ int part_pos(struct part *p, uint64_t off, uint64_t *pos);
  * buf. Returns the bytes copied, 0 at the end, or -errno. */
 ssize_t part_read(struct part *p, uint64_t pos, void *buf, size_t len);
 
+/* A message read by offset (part_read_msgs). */
+struct part_msg {
+	uint64_t off;
+	int64_t ts_ms;
+	const char *line;	/* len bytes in the caller's buffer, then '\n' */
+	uint32_t len;
+};
+
+/* Most messages one part_read_msgs call returns. */
+#define PART_MSGS_MAX 256
+
+/*
+ * Read the messages off, off + 1, ... of one segment: at most max (at most
+ * PART_MSGS_MAX), as many as fit whole, each with its '\n', in cap bytes of
+ * buf; one pread for the index entries and one for the lines. Returns the
+ * count; 0 if off is at or past the end; -ERANGE if message off is not
+ * retained any more; -ENOBUFS if not even the first fits (out[0].len then
+ * says how long its line is); or -errno.
+ */
+int part_read_msgs(struct part *p, uint64_t off, uint32_t max, char *buf,
+		   size_t cap, struct part_msg *out);
+
 /* ---- maintenance ---- */
 
 /*

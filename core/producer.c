@@ -179,6 +179,10 @@ static void settle(struct prod *pr, const struct cfg_topic *c,
 
 	for (size_t i = 0; i < MQ_MAX_PARTITIONS / 64; i++)
 		any |= rq->touched[i];
+	/* Visible now (before it is durable, as for readers of the
+	 * partition files): consumers blocked on next/batch may go on. */
+	if (any)
+		topic_ready(t);
 	if (c->sync == CFG_SYNC_NONE || !any) {
 		finish(rq, result);
 		return;

@@ -452,9 +452,14 @@ ssize_t seg_read(struct seg *s, uint64_t pos, void *buf, size_t len)
 
 int seg_entry(struct seg *s, uint64_t i, struct seg_entry *e)
 {
-	ssize_t n = io_pread(s->idx_fd, e, ENT, (off_t)(IDX_HDR + i * ENT));
+	return seg_entries(s, i, 1, e);
+}
 
-	if (n < 0)
-		return (int)n;
-	return n == ENT ? 0 : -EIO;
+int seg_entries(struct seg *s, uint64_t i, size_t n, struct seg_entry *e)
+{
+	ssize_t got = io_pread(s->idx_fd, e, n * ENT, (off_t)(IDX_HDR + i * ENT));
+
+	if (got < 0)
+		return (int)got;
+	return (size_t)got == n * ENT ? 0 : -EIO;
 }

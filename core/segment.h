@@ -90,5 +90,7 @@ int64_t seg_last_ts(const struct seg *s);
 ssize_t seg_read(struct seg *s, uint64_t pos, void *buf, size_t len);
 /* The index entry of the message base + i (i < count). */
 int seg_entry(struct seg *s, uint64_t i, struct seg_entry *e);
+/* The n entries of messages base + i ... (i + n <= count), in one read. */
+int seg_entries(struct seg *s, uint64_t i, size_t n, struct seg_entry *e);
 
 #endif

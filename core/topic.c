@@ -6,6 +6,7 @@
 #include "core.h"
 #include "group.h"
 #include "io.h"
+#include "lease.h"
 #include "partition.h"
 
 #include <dirent.h>
@@ -37,6 +38,9 @@ struct topic {
 	int pressed;				/* a write was refused at max_bytes
 						 * since the last retention; lock */
 	_Atomic int64_t bytes;			/* retained bytes, all partitions */
+	const struct topic_hooks *hooks;	/* borrowed from the engine; may be NULL */
+	atomic_int waiters;			/* consumers waiting (topic_waiters) */
+	_Atomic uint64_t dead_ids;		/* last dead-letter id handed out */
 	atomic_uint_fast64_t rr;		/* keyless spreading, see topic_rr_start */
 };
 
@@ -126,6 +130,37 @@ static int add_group(struct topic *t, struct cg *g)
 	return 0;
 }
 
+/*
+ * A committed offset past a partition's end can only come from a power loss
+ * that took messages a consumer had already read: point the group at the
+ * end, where the next message will be, rather than skip future messages.
+ */
+static void clamp_group(struct topic *t, struct cg *g)
+{
+	for (uint32_t i = 0; i < topic_nparts(t); i++) {
+		struct part_stat st;
+
+		part_stat(t->parts[i], &st);
+		if (cg_committed(g, i) > st.next) {
+			fprintf(stderr, "mqfs: %s: group %s: offset of partition %u past its end, set to %llu\n",
+				t->name, cg_name(g), i, (unsigned long long)st.next);
+			(void)cg_commit(g, i, st.next, 0, st.next, 1);
+		}
+	}
+}
+
+/* Load (or start) g's leases and dead letters. lock held, or t not shared
+ * yet. */
+static int attach_lease(struct topic *t, struct cg *g)
+{
+	struct lease *ls;
+	int rc = lease_open(t, g, cg_dir(g), &t->cfg, &ls);
+
+	if (rc == 0)
+		cg_set_lease(g, ls);
+	return rc;
+}
+
 static int load_groups(struct topic *t)
 {
 	char dir[PATH_MAX];
@@ -148,7 +183,10 @@ static int load_groups(struct topic *t)
 		if (rc == 0)
 			rc = cg_load(gdir, de->d_name, t->next_gid++, &g);
 		if (rc == 0) {
-			rc = add_group(t, g);
+			clamp_group(t, g);
+			rc = attach_lease(t, g);
+			if (rc == 0)
+				rc = add_group(t, g);
 			if (rc < 0)
 				cg_unref(g);
 		}
@@ -159,28 +197,9 @@ static int load_groups(struct topic *t)
 	return rc;
 }
 
-/*
- * A committed offset past a partition's end can only come from a power loss
- * that took messages a consumer had already read: point the group at the
- * end, where the next message will be, rather than skip future messages.
- */
-static void clamp_groups(struct topic *t)
-{
-	for (size_t g = 0; g < t->ngroups; g++)
-		for (uint32_t i = 0; i < topic_nparts(t); i++) {
-			struct part_stat st;
-
-			part_stat(t->parts[i], &st);
-			if (cg_committed(t->groups[g], i) > st.next) {
-				fprintf(stderr, "mqfs: %s: group %s: offset of partition %u past its end, set to %llu\n",
-					t->name, cg_name(t->groups[g]), i, (unsigned long long)st.next);
-				(void)cg_commit(t->groups[g], i, st.next, 0, st.next, 1);
-			}
-		}
-}
-
 int topic_open(const char *dir, const char *name, uint32_t id,
-	       const struct cfg_topic *defaults, int create, struct topic **out)
+	       const struct cfg_topic *defaults, const struct topic_hooks *hooks,
+	       int create, struct topic **out)
 {
 	struct topic *t = calloc(1, sizeof(*t));
 	char p[PATH_MAX], text[1024];
@@ -195,6 +214,7 @@ int topic_open(const char *dir, const char *name, uint32_t id,
 	t->id = id;
 	t->next_gid = 1;
 	t->cfg = *defaults;
+	t->hooks = hooks;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	if (snprintf(t->dir, sizeof(t->dir), "%s", dir) >= (int)sizeof(t->dir)) {
 		rc = -ENAMETOOLONG;
@@ -233,8 +253,6 @@ int topic_open(const char *dir, const char *name, uint32_t id,
 		publish_parts(t, t->cfg.partitions);
 	if (rc == 0 && !create)
 		rc = load_groups(t);
-	if (rc == 0 && !create)
-		clamp_groups(t);
 	/* Last: a topic exists once its config does. */
 	if (rc == 0 && create)
 		rc = save_config(t, &t->cfg);
@@ -256,12 +274,14 @@ void topic_unref(struct topic *t)
 {
 	if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	for (uint32_t i = 0; i < atomic_load(&t->nparts); i++)
-		part_close(t->parts[i]);
-	drop_parts(t);	/* opened but never shown (a failed open) */
+	/* Groups first: their leases write their journals at close and
+	 * still look at the partitions. */
 	for (size_t i = 0; i < t->ngroups; i++)
 		cg_unref(t->groups[i]);
 	free(t->groups);
+	for (uint32_t i = 0; i < atomic_load(&t->nparts); i++)
+		part_close(t->parts[i]);
+	drop_parts(t);	/* opened but never shown (a failed open) */
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -567,7 +587,9 @@ int topic_group_create(struct topic *t, const char *name)
 	rc = cg_create(dir, name, t->next_gid, start, n, durable(t), &g);
 	if (rc < 0)
 		goto out_unlock;
-	rc = add_group(t, g);
+	rc = attach_lease(t, g);
+	if (rc == 0)
+		rc = add_group(t, g);
 	if (rc < 0) {
 		cg_destroy(g);
 		cg_unref(g);
@@ -683,7 +705,7 @@ int topic_commit(struct topic *t, struct cg *g, uint32_t part,
 	if (part >= topic_nparts(t))
 		return -ENOENT;
 	part_stat(t->parts[part], &st);
-	rc = cg_commit(g, part, v, relative, st.next, durable(t));
+	rc = lease_commit(cg_lease(g), part, v, relative, st.next);
 	/* Consumers relieve backpressure: free what they are done with now
 	 * rather than at the next retention pass. */
 	if (rc == 0 && held_any(t))
@@ -707,13 +729,65 @@ int topic_group_stats_text(struct topic *t, struct cg *g, char **out,
 	fprintf(f, "partition committed end lag in_flight retry dead\n");
 	for (uint32_t i = 0; i < n; i++) {
 		struct part_stat st;
+		struct lease_stat ls;
 		uint64_t c = cg_committed(g, i);
 
 		part_stat(t->parts[i], &st);
+		lease_stat(cg_lease(g), i, &ls);
 		/* Lag counts retained messages: a committed offset that
 		 * retention passed by lags from the first one still there. */
-		fprintf(f, "%" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64 " 0 0 0\n",
-			i, c, st.next, st.next - (c > st.first ? c : st.first));
+		fprintf(f, "%" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+			" %" PRIu64 " %" PRIu64 "\n", i, c, st.next,
+			st.next - (c > st.first ? c : st.first), ls.in_flight, ls.retry,
+			ls.dead);
 	}
 	return fclose(f) == 0 ? 0 : -ENOMEM;
+}
+
+/* ---- consumers ---- */
+
+void topic_waiters(struct topic *t, int delta)
+{
+	atomic_fetch_add(&t->waiters, delta);
+}
+
+void topic_ready(struct topic *t)
+{
+	if (atomic_load_explicit(&t->waiters, memory_order_acquire) > 0 &&
+	    t->hooks && t->hooks->ready)
+		t->hooks->ready(t->hooks->ready_arg, t);
+}
+
+void topic_due(struct topic *t, int64_t mono_ms)
+{
+	if (t->hooks && t->hooks->due)
+		t->hooks->due(t->hooks->due_arg, mono_ms);
+}
+
+uint64_t topic_dead_id(struct topic *t)
+{
+	uint64_t id = atomic_fetch_add(&t->dead_ids, 1) + 1;
+
+	return id < TOPIC_DEAD_IDS ? id : 0;
+}
+
+int64_t topic_tick(struct topic *t, int64_t now_ms, uint64_t sync_ms)
+{
+	int64_t next = INT64_MAX;
+	uint32_t after = 0;
+	struct cg *g;
+	int avail = 0;
+
+	while ((g = topic_group_next(t, after))) {
+		int64_t n;
+
+		after = cg_id(g);
+		avail |= lease_tick(cg_lease(g), now_ms, sync_ms, &n);
+		if (n < next)
+			next = n;
+		cg_unref(g);
+	}
+	if (avail)
+		topic_ready(t);
+	return next;
 }

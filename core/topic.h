@@ -32,10 +32,30 @@ struct cg;
 
 /* ---- open and close ---- */
 
+/*
+ * How core reaches its clients about consumers. The engine owns the struct
+ * (mq.h); every callback is made with no lock held.
+ */
+struct topic_hooks {
+	/* Messages of t may have become available (appends, acks, expiries,
+	 * redrives): wake the consumers waiting on it. Only called while
+	 * topic_waiters says someone waits. Set by the FUSE layer. */
+	void (*ready)(void *arg, struct topic *t);
+	void *ready_arg;
+	/* Something of a lease falls due at monotonic time ms: run
+	 * topic_tick by then. Set by the engine (its janitor). May be called
+	 * with lease->lock held: it must take no core lock. */
+	void (*due)(void *arg, int64_t mono_ms);
+	void *due_arg;
+};
+
 /* Open the topic stored in dir; with create, make it from *defaults
- * (-EEXIST if dir has a config already). Recovers every partition. */
+ * (-EEXIST if dir has a config already). Recovers every partition, and
+ * every group's offsets, leases and dead letters. hooks (may be NULL)
+ * must outlive the topic. */
 int topic_open(const char *dir, const char *name, uint32_t id,
-	       const struct cfg_topic *defaults, int create, struct topic **out);
+	       const struct cfg_topic *defaults, const struct topic_hooks *hooks,
+	       int create, struct topic **out);
 void topic_ref(struct topic *t);
 void topic_unref(struct topic *t);
 /* Delete the topic's files. Later changes fail with -ENOENT. */
@@ -132,6 +152,24 @@ struct cg *topic_group_next(struct topic *t, uint32_t after);
  */
 int topic_commit(struct topic *t, struct cg *g, uint32_t part,
 		 const char *buf, size_t len);
+/* ---- consumers (lease.h does the work) ---- */
+
+/* A client starts (+1) or stops (-1) waiting for messages of t. */
+void topic_waiters(struct topic *t, int delta);
+/* Messages may be available: call hooks->ready if anyone waits. Cheap
+ * when nobody does (one atomic load): called after every append. */
+void topic_ready(struct topic *t);
+/* Tell the engine about a lease deadline (hooks->due). */
+void topic_due(struct topic *t, int64_t mono_ms);
+/* Expire leases and sync journals of every group (lease_tick); wakes
+ * waiting consumers. Returns the monotonic time of the next deadline. */
+int64_t topic_tick(struct topic *t, int64_t now_ms, uint64_t sync_ms);
+/* Dead letters are numbered per topic, never reusing a number while the
+ * engine runs (the FUSE layer makes inode numbers of them): 1, 2, ...; 0
+ * once TOPIC_DEAD_IDS are used up, and no more letters can be made. */
+#define TOPIC_DEAD_IDS (1ull << 31)
+uint64_t topic_dead_id(struct topic *t);
+
 /* Byte position of g's committed offset in part (part_pos). */
 int topic_group_pos(struct topic *t, struct cg *g, uint32_t part, uint64_t *pos);
 /* groups/G/stats, like topic_stats_text. */

@@ -115,6 +115,7 @@ int main(int argc, char *argv[])
 		goto out_session;
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
+	mq_set_ready(m, mqfs_ready, NULL);
 	if (fuse_daemonize(opts.foreground) != 0 || mq_start(m) < 0)
 		goto out_unmount;
 	if (opts.singlethread) {

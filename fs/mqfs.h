@@ -16,6 +16,10 @@
  *     bits 16..35  group id (0 = none; < MQ_MAX_GROUP_IDS)
  *     bits 36..63  topic id (0 = none; < MQ_MAX_TOPIC_IDS)
  *
+ * A dead letter (MQFS_DEAD) has no partition or group bits: bits 5..35 hold
+ * its number instead (topic_dead_id: unique per topic and run), and the
+ * group is found by asking each group's dead letters.
+ *
  * The root is kind MQFS_ROOT with everything else 0, which is inode 1 as
  * FUSE requires.
  */
@@ -28,6 +32,7 @@
 
 #include "../core/core.h"
 #include "../core/mq.h"
+#include "../core/topic.h"
 
 _Static_assert(MQ_MAX_PARTITIONS <= 2048 && MQ_MAX_GROUP_IDS <= (1u << 20) &&
 	       MQ_MAX_TOPIC_IDS <= (1u << 28), "ids must fit their inode bits");
@@ -45,11 +50,23 @@ enum mqfs_kind {
 	MQFS_OFFSETS,	/* T/groups/G/offsets/ */
 	MQFS_OFFSET,	/* T/groups/G/offsets/P */
 	MQFS_GSTATS,	/* T/groups/G/stats */
+	MQFS_NEXT,	/* T/groups/G/next */
+	MQFS_BATCH,	/* T/groups/G/batch */
+	MQFS_ACK,	/* T/groups/G/ack */
+	MQFS_NACK,	/* T/groups/G/nack */
+	MQFS_DLQ,	/* T/dlq/ */
+	MQFS_DLQG,	/* T/dlq/G/ */
+	MQFS_REDRIVE,	/* T/dlq/G/redrive */
+	MQFS_DEAD,	/* T/dlq/G/P:OFF */
+	MQFS_NKINDS
 };
+_Static_assert(MQFS_NKINDS <= 32, "kinds must fit 5 bits");
+_Static_assert(TOPIC_DEAD_IDS <= (1ull << 31), "dead-letter ids must fit 31 bits");
 
 struct mqfs_id {
 	enum mqfs_kind kind;
 	uint32_t part, gid, tid;
+	uint64_t dead;	/* MQFS_DEAD only */
 };
 
 static inline fuse_ino_t mqfs_ino(enum mqfs_kind k, uint32_t tid, uint32_t gid,
@@ -57,6 +74,11 @@ static inline fuse_ino_t mqfs_ino(enum mqfs_kind k, uint32_t tid, uint32_t gid,
 {
 	return (fuse_ino_t)k | (fuse_ino_t)part << 5 | (fuse_ino_t)gid << 16 |
 	       (fuse_ino_t)tid << 36;
+}
+
+static inline fuse_ino_t mqfs_ino_dead(uint32_t tid, uint64_t dead)
+{
+	return (fuse_ino_t)MQFS_DEAD | (fuse_ino_t)dead << 5 | (fuse_ino_t)tid << 36;
 }
 
 static inline struct mqfs_id mqfs_id(fuse_ino_t ino)
@@ -67,10 +89,18 @@ static inline struct mqfs_id mqfs_id(fuse_ino_t ino)
 		.gid = (uint32_t)(ino >> 16) & 0xfffff,
 		.tid = (uint32_t)(ino >> 36),
 	};
+	if (id.kind == MQFS_DEAD) {
+		id.dead = (ino >> 5) & 0x7fffffff;
+		id.part = id.gid = 0;
+	}
 	return id;
 }
 
 /* The operations table; userdata of the session is the struct mq. */
 extern const struct fuse_lowlevel_ops mqfs_ops;
+
+/* topic_hooks.ready (mq_set_ready): answer the parked reads and wake the
+ * pollers of next and batch files of t. */
+void mqfs_ready(void *arg, struct topic *t);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,7 +25,9 @@
 #include <unistd.h>
 
 #include "../core/core.h"
+#include "../core/dlq.h"
 #include "../core/group.h"
+#include "../core/lease.h"
 #include "../core/partition.h"
 #include "../core/producer.h"
 #include "../core/topic.h"
@@ -40,8 +43,18 @@ struct fh {
 	uint32_t part;
 	uint64_t base;		/* PART, GPART: byte position of file offset 0 */
 	struct prod *prod;	/* writable PUBLISH and PART */
-	char *text;		/* snapshot files and directory listings */
+	char *text;		/* snapshot files and directory listings; the
+				 * leased message of NEXT; the rest of a long
+				 * message of BATCH */
 	size_t len;
+	size_t cap;		/* BATCH: of text */
+	size_t pend;		/* BATCH: text[pend, len) still to be read */
+	uint64_t consumer;	/* NEXT, BATCH: the lease identity */
+	int taken;		/* NEXT: text holds the message */
+	uint64_t dead;		/* DEAD: the letter's number */
+	struct fuse_pollhandle *ph;	/* NEXT, BATCH; park_lock */
+	struct fh *poll_prev, *poll_next;	/* on the polled list; park_lock */
+	int polled;		/* park_lock */
 };
 
 /* A write or release waiting for core to finish it (maybe on another thread). */
@@ -60,6 +73,24 @@ struct wreq {
 static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct wreq *inflight;
 
+/*
+ * Reads of next and batch with nothing to hand out are parked here, not
+ * in a worker thread (FUSE-NOTES section 3): mqfs_ready answers them when
+ * messages arrive, on whatever thread made them available. Handles whose
+ * poller waits are on the polled list. Lock order: park_lock, then core's
+ * locks (a lease is taken under it).
+ */
+struct parked {
+	fuse_req_t req;
+	struct fh *h;
+	size_t size;
+	off_t off;
+	struct parked *prev, *next;	/* park_lock */
+};
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct parked *parked;
+static struct fh *polled;
+
 static struct mq *mq_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -74,7 +105,25 @@ static void mqfs_reply_err(fuse_req_t req, int rc)
 static int is_dir(enum mqfs_kind k)
 {
 	return k == MQFS_ROOT || k == MQFS_TOPIC || k == MQFS_GROUPS ||
-	       k == MQFS_GROUP || k == MQFS_OFFSETS;
+	       k == MQFS_GROUP || k == MQFS_OFFSETS || k == MQFS_DLQ ||
+	       k == MQFS_DLQG;
+}
+
+/* The group holding dead letter number dead (copied to *e if not NULL);
+ * a reference, or NULL. */
+static struct cg *dead_group(struct topic *t, uint64_t dead, struct dlq_entry *e)
+{
+	struct dlq_entry tmp;
+	uint32_t after = 0;
+	struct cg *g;
+
+	while ((g = topic_group_next(t, after))) {
+		after = cg_id(g);
+		if (lease_dead_find(cg_lease(g), dead, NULL, e ? e : &tmp) == 0)
+			return g;
+		cg_unref(g);
+	}
+	return NULL;
 }
 
 /*
@@ -88,14 +137,18 @@ static int resolve(struct mq *m, struct mqfs_id id, struct topic **tp, struct cg
 
 	*tp = NULL;
 	*gp = NULL;
-	if (id.kind < MQFS_ROOT || id.kind > MQFS_GSTATS)
+	if (id.kind < MQFS_ROOT || id.kind >= MQFS_NKINDS)
 		return -ENOENT;
 	if (id.kind == MQFS_ROOT)
 		return 0;
 	t = mq_topic_get(m, id.tid);
 	if (!t)
 		return -ENOENT;
-	if (id.gid) {
+	if (id.kind == MQFS_DEAD) {
+		g = dead_group(t, id.dead, NULL);
+		if (!g)
+			goto out_noent;
+	} else if (id.gid) {
 		g = topic_group_get(t, id.gid);
 		if (!g)
 			goto out_noent;
@@ -143,7 +196,8 @@ static int fill_stat(struct mqfs_id id, struct topic *t, struct cg *g,
 	int rc = 0;
 
 	memset(st, 0, sizeof(*st));
-	st->st_ino = mqfs_ino(id.kind, id.tid, id.gid, id.part);
+	st->st_ino = id.kind == MQFS_DEAD ? mqfs_ino_dead(id.tid, id.dead) :
+		     mqfs_ino(id.kind, id.tid, id.gid, id.part);
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_blksize = BLKSIZE;
@@ -156,8 +210,26 @@ static int fill_stat(struct mqfs_id id, struct topic *t, struct cg *g,
 	st->st_nlink = 1;
 	switch (id.kind) {
 	case MQFS_PUBLISH:
+	case MQFS_ACK:
+	case MQFS_NACK:
+	case MQFS_REDRIVE:
 		st->st_mode = S_IFREG | 0200;
 		break;
+	case MQFS_DEAD: {
+		struct dlq_entry e;
+
+		st->st_mode = S_IFREG | 0644;	/* rm without a prompt */
+		rc = lease_dead_find(cg_lease(g), id.dead, NULL, &e);
+		if (rc < 0)
+			break;
+		st->st_size = (off_t)e.len + 1;
+		/* When it failed: `ls -ltr` lists them in failure order. */
+		st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
+			(time_t)(e.failed_at_ms / 1000);
+		st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = st->st_atim.tv_nsec =
+			(long)(e.failed_at_ms % 1000) * 1000000;
+		break;
+	}
 	case MQFS_PART:
 	case MQFS_GPART:
 		st->st_mode = S_IFREG | (id.kind == MQFS_PART ? 0644 : 0444);
@@ -235,7 +307,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	case MQFS_ROOT:
 		ct = mq_topic_find(m, name);
 		if (ct) {
-			c = (struct mqfs_id){ MQFS_TOPIC, 0, 0, topic_id(ct) };
+			c = (struct mqfs_id){ MQFS_TOPIC, 0, 0, topic_id(ct), 0 };
 			rc = 0;
 		}
 		break;
@@ -249,32 +321,56 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			c.kind = MQFS_TSTATS;
 		else if (!strcmp(name, "groups"))
 			c.kind = MQFS_GROUPS;
+		else if (!strcmp(name, "dlq"))
+			c.kind = MQFS_DLQ;
 		else if (p >= 0 && p < topic_nparts(t))
-			c = (struct mqfs_id){ MQFS_PART, (uint32_t)p, 0, id.tid };
+			c = (struct mqfs_id){ MQFS_PART, (uint32_t)p, 0, id.tid, 0 };
 		else
 			rc = -ENOENT;
 		break;
 	case MQFS_GROUPS:
+	case MQFS_DLQ:
 		cg = topic_group_find(t, name);
 		if (cg) {
-			c = (struct mqfs_id){ MQFS_GROUP, 0, cg_id(cg), id.tid };
+			c = (struct mqfs_id){ id.kind == MQFS_GROUPS ? MQFS_GROUP : MQFS_DLQG,
+					      0, cg_id(cg), id.tid, 0 };
 			rc = 0;
 		}
 		break;
+	case MQFS_DLQG: {
+		struct dlq_entry e;
+
+		if (!strcmp(name, "redrive")) {
+			c.kind = MQFS_REDRIVE;
+			rc = 0;
+		} else if (lease_dead_find(cg_lease(g), 0, name, &e) == 0) {
+			c = mqfs_id(mqfs_ino_dead(id.tid, e.id));
+			rc = 0;
+		}
+		break;
+	}
 	case MQFS_GROUP:
 		rc = 0;
 		if (!strcmp(name, "offsets"))
 			c.kind = MQFS_OFFSETS;
 		else if (!strcmp(name, "stats"))
 			c.kind = MQFS_GSTATS;
+		else if (!strcmp(name, "next"))
+			c.kind = MQFS_NEXT;
+		else if (!strcmp(name, "batch"))
+			c.kind = MQFS_BATCH;
+		else if (!strcmp(name, "ack"))
+			c.kind = MQFS_ACK;
+		else if (!strcmp(name, "nack"))
+			c.kind = MQFS_NACK;
 		else if (p >= 0 && p < topic_nparts(t))
-			c = (struct mqfs_id){ MQFS_GPART, (uint32_t)p, id.gid, id.tid };
+			c = (struct mqfs_id){ MQFS_GPART, (uint32_t)p, id.gid, id.tid, 0 };
 		else
 			rc = -ENOENT;
 		break;
 	case MQFS_OFFSETS:
 		if (p >= 0 && p < topic_nparts(t)) {
-			c = (struct mqfs_id){ MQFS_OFFSET, (uint32_t)p, id.gid, id.tid };
+			c = (struct mqfs_id){ MQFS_OFFSET, (uint32_t)p, id.gid, id.tid, 0 };
 			rc = 0;
 		}
 		break;
@@ -473,27 +569,53 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		if (rc == 0)
 			rc = add_entry(req, h, &cap, "groups", mqfs_ino(MQFS_GROUPS, id.tid, 0, 0), 1);
 		if (rc == 0)
+			rc = add_entry(req, h, &cap, "dlq", mqfs_ino(MQFS_DLQ, id.tid, 0, 0), 1);
+		if (rc == 0)
 			rc = list_parts(req, h, &cap, id, MQFS_PART);
 		break;
-	case MQFS_GROUPS: {
+	case MQFS_GROUPS:
+	case MQFS_DLQ: {
+		enum mqfs_kind k = id.kind == MQFS_GROUPS ? MQFS_GROUP : MQFS_DLQG;
 		struct cg *g;
 		uint32_t after = 0;
 
 		while (rc == 0 && (g = topic_group_next(h->t, after))) {
 			after = cg_id(g);
 			rc = add_entry(req, h, &cap, cg_name(g),
-				       mqfs_ino(MQFS_GROUP, id.tid, after, 0), 1);
+				       mqfs_ino(k, id.tid, after, 0), 1);
 			cg_unref(g);
 		}
 		break;
 	}
-	case MQFS_GROUP:
-		rc = add_entry(req, h, &cap, "offsets", mqfs_ino(MQFS_OFFSETS, id.tid, id.gid, 0), 1);
-		if (rc == 0)
-			rc = add_entry(req, h, &cap, "stats", mqfs_ino(MQFS_GSTATS, id.tid, id.gid, 0), 0);
+	case MQFS_GROUP: {
+		static const struct { const char *name; enum mqfs_kind kind; int dir; } files[] = {
+			{ "offsets", MQFS_OFFSETS, 1 }, { "stats", MQFS_GSTATS, 0 },
+			{ "next", MQFS_NEXT, 0 }, { "batch", MQFS_BATCH, 0 },
+			{ "ack", MQFS_ACK, 0 }, { "nack", MQFS_NACK, 0 },
+		};
+
+		for (size_t i = 0; rc == 0 && i < sizeof(files) / sizeof(files[0]); i++)
+			rc = add_entry(req, h, &cap, files[i].name,
+				       mqfs_ino(files[i].kind, id.tid, id.gid, 0), files[i].dir);
 		if (rc == 0)
 			rc = list_parts(req, h, &cap, id, MQFS_GPART);
 		break;
+	}
+	case MQFS_DLQG: {
+		struct dlq_entry e;
+		uint64_t after = 0;
+
+		rc = add_entry(req, h, &cap, "redrive", mqfs_ino(MQFS_REDRIVE, id.tid, id.gid, 0), 0);
+		/* In failure order: `ls -U` and `find` show it as it is. */
+		while (rc == 0 && lease_dead_next(cg_lease(h->g), after, &e) == 0) {
+			char name[48];
+
+			after = e.id;
+			snprintf(name, sizeof(name), "%" PRIu32 ":%" PRIu64, e.part, e.off);
+			rc = add_entry(req, h, &cap, name, mqfs_ino_dead(id.tid, e.id), 0);
+		}
+		break;
+	}
 	case MQFS_OFFSETS:
 		rc = list_parts(req, h, &cap, id, MQFS_OFFSET);
 		break;
@@ -551,7 +673,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		rc = mq_topic_create(m, name);
 		ct = rc < 0 ? NULL : mq_topic_find(m, name);
 		if (ct) {
-			reply_entry(req, (struct mqfs_id){ MQFS_TOPIC, 0, 0, topic_id(ct) }, ct, NULL);
+			reply_entry(req, (struct mqfs_id){ MQFS_TOPIC, 0, 0, topic_id(ct), 0 }, ct, NULL);
 			topic_unref(ct);
 			goto out_put;
 		}
@@ -559,7 +681,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		rc = topic_group_create(t, name);
 		cg = rc < 0 ? NULL : topic_group_find(t, name);
 		if (cg) {
-			reply_entry(req, (struct mqfs_id){ MQFS_GROUP, 0, cg_id(cg), id.tid }, t, cg);
+			reply_entry(req, (struct mqfs_id){ MQFS_GROUP, 0, cg_id(cg), id.tid, 0 }, t, cg);
 			cg_unref(cg);
 			goto out_put;
 		}
@@ -612,10 +734,21 @@ static void op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m,
 	mqfs_reply_err(req, -EPERM);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t p, const char *n)
+/* Only dead letters can be removed: rm T/dlq/G/P:OFF discards one. */
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	(void)p; (void)n;
-	mqfs_reply_err(req, -EPERM);
+	struct mqfs_id id = mqfs_id(parent);
+	struct topic *t;
+	struct cg *g;
+	int rc = resolve(mq_of(req), id, &t, &g);
+
+	if (rc == 0)
+		rc = id.kind != MQFS_DLQG || !strcmp(name, "redrive") ? -EPERM :
+		     lease_dead_remove(cg_lease(g), name);
+	mqfs_reply_err(req, rc);
+	cg_unref(g);
+	if (t)
+		topic_unref(t);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np,
@@ -644,6 +777,9 @@ static int allowed(enum mqfs_kind k)
 {
 	switch (k) {
 	case MQFS_PUBLISH:
+	case MQFS_ACK:
+	case MQFS_NACK:
+	case MQFS_REDRIVE:
 		return 2;
 	case MQFS_PART:
 	case MQFS_CONFIG:
@@ -670,6 +806,8 @@ static int snapshot(struct fh *h, struct mqfs_id id)
 	case MQFS_OFFSET:
 		n = offset_text(h->g, id.part, buf, sizeof(buf));
 		break;
+	case MQFS_DEAD:
+		return lease_dead_read(cg_lease(h->g), id.dead, &h->text, &h->len);
 	default:
 		return 0;
 	}
@@ -718,6 +856,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			       mq_commit(m), &h->prod);
 	if (rc == 0 && (want & 1))
 		rc = snapshot(h, id);
+	if (id.kind == MQFS_NEXT || id.kind == MQFS_BATCH)
+		h->consumer = lease_consumer();
+	h->dead = id.dead;
 	if (rc < 0)
 		goto out_err;
 	fi->fh = (uintptr_t)h;
@@ -729,6 +870,268 @@ out_err:
 	mqfs_reply_err(req, rc);
 }
 
+/* ---- next and batch ---- */
+
+/* Per-thread buffer that lease_take fills and may grow: reused, so a
+ * batch read allocates nothing. */
+struct lbuf {
+	char *p;
+	size_t cap;
+};
+static pthread_key_t lbuf_key;
+static pthread_once_t lbuf_once = PTHREAD_ONCE_INIT;
+
+static void lbuf_free(void *arg)
+{
+	struct lbuf *b = arg;
+
+	free(b->p);
+	free(b);
+}
+
+static void lbuf_init(void)
+{
+	(void)pthread_key_create(&lbuf_key, lbuf_free);
+}
+
+static struct lbuf *lbuf_get(void)
+{
+	struct lbuf *b;
+
+	pthread_once(&lbuf_once, lbuf_init);
+	b = pthread_getspecific(lbuf_key);
+	if (!b && (b = calloc(1, sizeof(*b))))
+		(void)pthread_setspecific(lbuf_key, b);
+	return b;
+}
+
+/*
+ * Answer a read of next or batch if there is something to answer with:
+ * 1 if replied (messages, end of file, or an error), 0 if nothing is
+ * available. park_lock held: it also orders the reads of one handle.
+ */
+static int serve(fuse_req_t req, struct fh *h, size_t size, off_t off)
+{
+	struct lease *ls = cg_lease(h->g);
+	struct lbuf *b;
+	ssize_t n;
+
+	if (h->kind == MQFS_NEXT) {
+		/* One message per open; then end of file. */
+		if (!h->taken) {
+			n = lease_take(ls, h->consumer, SIZE_MAX, 1, &h->text, &h->cap);
+			if (n == 0)
+				return 0;
+			if (n < 0) {
+				mqfs_reply_err(req, (int)n);
+				return 1;
+			}
+			h->len = (size_t)n;
+			h->taken = 1;
+		}
+		reply_text(req, h, off, size);
+		return 1;
+	}
+	if (h->pend < h->len) {
+		/* The rest of a message longer than the last read. */
+		size_t k = size < h->len - h->pend ? size : h->len - h->pend;
+
+		reply_copy(req, h->text + h->pend, k);
+		h->pend += k;
+		return 1;
+	}
+	b = lbuf_get();
+	if (!b) {
+		mqfs_reply_err(req, -ENOMEM);
+		return 1;
+	}
+	n = lease_take(ls, h->consumer, size, UINT32_MAX, &b->p, &b->cap);
+	if (n == 0)
+		return 0;
+	if (n < 0) {
+		mqfs_reply_err(req, (int)n);
+		return 1;
+	}
+	if ((size_t)n > size) {
+		size_t rest = (size_t)n - size;
+
+		if (h->cap < rest) {
+			char *nt = realloc(h->text, rest);
+
+			if (!nt) {
+				/* The lease expires and the message goes out again. */
+				mqfs_reply_err(req, -ENOMEM);
+				return 1;
+			}
+			h->text = nt;
+			h->cap = rest;
+		}
+		memcpy(h->text, b->p + size, rest);
+		h->len = rest;
+		h->pend = 0;
+		n = (ssize_t)size;
+	}
+	fuse_reply_buf(req, b->p, (size_t)n);
+	return 1;
+}
+
+static void unpark(struct parked *pk)
+{
+	if (pk->prev)
+		pk->prev->next = pk->next;
+	else
+		parked = pk->next;
+	if (pk->next)
+		pk->next->prev = pk->prev;
+	topic_waiters(pk->h->t, -1);
+}
+
+/* A parked reader gave up (Ctrl-C, timeout): answer EINTR. A read that
+ * was answered meanwhile is not on the list any more: nothing to do. */
+static void on_read_intr(fuse_req_t req, void *unused)
+{
+	struct parked *pk;
+
+	(void)unused;
+	pthread_mutex_lock(&park_lock);
+	for (pk = parked; pk && pk->req != req; pk = pk->next)
+		;
+	if (pk)
+		unpark(pk);
+	pthread_mutex_unlock(&park_lock);
+	if (pk) {
+		mqfs_reply_err(req, -EINTR);
+		free(pk);
+	}
+}
+
+static void read_lease(fuse_req_t req, struct fh *h, size_t size, off_t off,
+		       int flags)
+{
+	struct parked *pk, **tail;
+
+	/* Before anyone can see req (FUSE-NOTES section 3). */
+	fuse_req_interrupt_func(req, on_read_intr, NULL);
+	pthread_mutex_lock(&park_lock);
+	/* Counted before looking: a message that lands after our look
+	 * finds a waiter to wake, and its waker waits for park_lock. */
+	topic_waiters(h->t, 1);
+	if (serve(req, h, size, off))
+		goto out_uncount;
+	if (flags & O_NONBLOCK) {
+		mqfs_reply_err(req, -EAGAIN);
+		goto out_uncount;
+	}
+	if (fuse_req_interrupted(req)) {
+		mqfs_reply_err(req, -EINTR);
+		goto out_uncount;
+	}
+	pk = malloc(sizeof(*pk));
+	if (!pk) {
+		mqfs_reply_err(req, -ENOMEM);
+		goto out_uncount;
+	}
+	*pk = (struct parked){ .req = req, .h = h, .size = size, .off = off };
+	/* FIFO: the longest waiting reader is served first. */
+	for (tail = &parked; *tail; tail = &(*tail)->next)
+		pk->prev = *tail;
+	*tail = pk;
+	pthread_mutex_unlock(&park_lock);
+	return;
+out_uncount:
+	topic_waiters(h->t, -1);
+	pthread_mutex_unlock(&park_lock);
+}
+
+static void poll_forget(struct fh *h)
+{
+	if (!h->polled)
+		return;
+	if (h->poll_prev)
+		h->poll_prev->poll_next = h->poll_next;
+	else
+		polled = h->poll_next;
+	if (h->poll_next)
+		h->poll_next->poll_prev = h->poll_prev;
+	fuse_pollhandle_destroy(h->ph);
+	h->ph = NULL;
+	h->polled = 0;
+	topic_waiters(h->t, -1);
+}
+
+void mqfs_ready(void *arg, struct topic *t)
+{
+	struct cg *empty = NULL;	/* a fresh next reader found nothing */
+	struct parked *pk, *next;
+	struct fh *h, *hn;
+
+	(void)arg;
+	pthread_mutex_lock(&park_lock);
+	for (pk = parked; pk; pk = next) {
+		next = pk->next;
+		h = pk->h;
+		if (h->t != t)
+			continue;
+		/* All next readers of a group that hold nothing yet are
+		 * alike: when one finds nothing, so would the rest. */
+		if (h->kind == MQFS_NEXT && h->g == empty)
+			continue;
+		if (serve(pk->req, h, pk->size, pk->off)) {
+			unpark(pk);
+			free(pk);
+		} else if (h->kind == MQFS_NEXT) {
+			empty = h->g;
+		}
+	}
+	for (h = polled; h; h = hn) {
+		hn = h->poll_next;
+		if (h->t != t)
+			continue;
+		/* The kernel polls again and gets the real answer. */
+		fuse_lowlevel_notify_poll(h->ph);
+		poll_forget(h);
+	}
+	pthread_mutex_unlock(&park_lock);
+}
+
+static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		    struct fuse_pollhandle *ph)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	unsigned int rev = POLLIN | POLLRDNORM;
+
+	(void)ino;
+	if (h->kind != MQFS_NEXT && h->kind != MQFS_BATCH) {
+		/* Everything else never blocks. */
+		if (ph)
+			fuse_pollhandle_destroy(ph);
+		fuse_reply_poll(req, rev | POLLOUT | POLLWRNORM);
+		return;
+	}
+	pthread_mutex_lock(&park_lock);
+	if (ph) {
+		if (h->polled) {
+			fuse_pollhandle_destroy(h->ph);	/* keep the newest */
+		} else {
+			h->poll_prev = NULL;
+			h->poll_next = polled;
+			if (polled)
+				polled->poll_prev = h;
+			polled = h;
+			h->polled = 1;
+			topic_waiters(h->t, 1);
+		}
+		h->ph = ph;
+	}
+	if (!(h->kind == MQFS_NEXT ? h->taken : h->pend < h->len) &&
+	    !lease_ready(cg_lease(h->g), h->consumer))
+		rev = 0;
+	if (rev)
+		poll_forget(h);
+	pthread_mutex_unlock(&park_lock);
+	fuse_reply_poll(req, rev);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -737,6 +1140,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 
 	(void)ino;
+	if (h->kind == MQFS_NEXT || h->kind == MQFS_BATCH) {
+		read_lease(req, h, size, off, fi->flags);
+		return;
+	}
 	if (h->kind != MQFS_PART && h->kind != MQFS_GPART) {
 		reply_text(req, h, off, size);
 		return;
@@ -848,6 +1255,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	case MQFS_OFFSET:
 		rc = topic_commit(h->t, h->g, h->part, buf, size);
 		break;
+	case MQFS_ACK:
+		rc = lease_ack(cg_lease(h->g), buf, size);
+		break;
+	case MQFS_NACK:
+		rc = lease_nack(cg_lease(h->g), buf, size);
+		break;
+	case MQFS_REDRIVE:
+		rc = lease_redrive(cg_lease(h->g), buf, size);
+		break;
 	default:
 		rc = -EACCES;
 	}
@@ -914,6 +1330,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct wreq *w;
 
 	(void)ino;
+	if (h->kind == MQFS_NEXT || h->kind == MQFS_BATCH) {
+		/* Its leases live on: what is not acked expires. */
+		pthread_mutex_lock(&park_lock);
+		poll_forget(h);
+		pthread_mutex_unlock(&park_lock);
+	}
 	if (h->prod && (w = malloc(sizeof(*w)))) {
 		w->rq.done = release_done;
 		w->rq.interrupted = NULL;
@@ -926,19 +1348,92 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
+/* ---- extended attributes: why a dead letter is dead ---- */
+
+static const char *const dead_attrs[] = {
+	"user.mq.deliveries", "user.mq.reason", "user.mq.failed_at",
+	"user.mq.partition", "user.mq.offset", "user.mq.timestamp",
+};
+#define NATTRS (sizeof(dead_attrs) / sizeof(dead_attrs[0]))
+
+/* Attribute i of a dead letter as text into buf; its length. */
+static int dead_attr(const struct dlq_entry *e, size_t i, char *buf, size_t cap)
+{
+	switch (i) {
+	case 0: return snprintf(buf, cap, "%" PRIu32, e->deliveries);
+	case 1: return snprintf(buf, cap, "%s", e->reason);
+	case 2: return snprintf(buf, cap, "%" PRId64, e->failed_at_ms);
+	case 3: return snprintf(buf, cap, "%" PRIu32, e->part);
+	case 4: return snprintf(buf, cap, "%" PRIu64, e->off);
+	default: return snprintf(buf, cap, "%" PRId64, e->ts_ms);
+	}
+}
+
+/* The value of size 0 probes is the length (FUSE-NOTES section 8). */
+static void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		mqfs_reply_err(req, -ERANGE);
+	else
+		reply_copy(req, val, len);
+}
+
+/* The dead letter ino names, or -ENODATA for any other file. */
+static int dead_of(fuse_req_t req, fuse_ino_t ino, struct dlq_entry *e)
+{
+	struct mqfs_id id = mqfs_id(ino);
+	struct topic *t;
+	struct cg *g;
+	int rc;
+
+	if (id.kind != MQFS_DEAD)
+		return -ENODATA;
+	rc = resolve(mq_of(req), id, &t, &g);
+	if (rc == 0)
+		rc = lease_dead_find(cg_lease(g), id.dead, NULL, e);
+	cg_unref(g);
+	if (t)
+		topic_unref(t);
+	return rc;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	(void)ino; (void)name; (void)size;
+	char val[DLQ_REASON_MAX + 32];
+	struct dlq_entry e;
+	int rc = dead_of(req, ino, &e);
+
+	if (rc < 0) {
+		mqfs_reply_err(req, rc);
+		return;
+	}
+	for (size_t i = 0; i < NATTRS; i++)
+		if (!strcmp(name, dead_attrs[i])) {
+			reply_xattr(req, val, (size_t)dead_attr(&e, i, val, sizeof(val)), size);
+			return;
+		}
 	mqfs_reply_err(req, -ENODATA);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	(void)ino;
-	if (size == 0)
-		fuse_reply_xattr(req, 0);
-	else
-		fuse_reply_buf(req, NULL, 0);
+	char names[256];
+	size_t len = 0;
+	struct dlq_entry e;
+	int rc = dead_of(req, ino, &e);
+
+	if (rc == 0) {
+		for (size_t i = 0; i < NATTRS; i++) {
+			memcpy(names + len, dead_attrs[i], strlen(dead_attrs[i]) + 1);
+			len += strlen(dead_attrs[i]) + 1;
+		}
+	} else if (rc != -ENODATA) {
+		mqfs_reply_err(req, rc);
+		return;
+	}
+	reply_xattr(req, names, len, size);
 }
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
@@ -997,5 +1492,6 @@ const struct fuse_lowlevel_ops mqfs_ops = {
 	.setxattr = op_setxattr,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
+	.poll = op_poll,
 	.create = op_create,
 };

@@ -159,7 +159,7 @@ load helpers
 	mkdir "$MNT/wide"
 	run ls "$MNT/wide"
 	assert_status 0
-	assert_eq "${#lines[@]}" 1028 "entries in a 1024-partition topic"
+	assert_eq "${#lines[@]}" 1029 "entries in a 1024-partition topic (publish config stats groups dlq and 1024 partitions)"
 	echo last >"$MNT/wide/1023"
 	assert_eq "$(cat "$MNT/wide/1023")" last
 	run fsop stat "$MNT/wide/1024"
