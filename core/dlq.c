@@ -197,7 +197,7 @@ ssize_t dlq_find(const struct dlq *d, uint32_t part, uint64_t off)
 	return -1;
 }
 
-ssize_t dlq_find_id(const struct dlq *d, uint64_t id)
+size_t dlq_after(const struct dlq *d, uint64_t id)
 {
 	size_t lo = 0, hi = d->n;
 
@@ -205,12 +205,19 @@ ssize_t dlq_find_id(const struct dlq *d, uint64_t id)
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (d->v[mid]->id < id)
+		if (d->v[mid]->id <= id)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < d->n && d->v[lo]->id == id ? (ssize_t)lo : -1;
+	return lo;
+}
+
+ssize_t dlq_find_id(const struct dlq *d, uint64_t id)
+{
+	size_t i = id ? dlq_after(d, id - 1) : d->n;
+
+	return i < d->n && d->v[i]->id == id ? (ssize_t)i : -1;
 }
 
 uint64_t dlq_count_part(const struct dlq *d, uint32_t part)

@@ -55,6 +55,8 @@ const struct dlq_entry *dlq_at(const struct dlq *d, size_t i);
 /* Index of the letter of part:off, or of id (name NULL); -1 if none. */
 ssize_t dlq_find(const struct dlq *d, uint32_t part, uint64_t off);
 ssize_t dlq_find_id(const struct dlq *d, uint64_t id);
+/* Index of the first letter whose id is above id (dlq_count if none). */
+size_t dlq_after(const struct dlq *d, uint64_t id);
 /* Give the i-th letter its id (after dlq_open; ids grow with i). */
 void dlq_set_id(struct dlq *d, size_t i, uint64_t id);
 /* The next seq to use. */

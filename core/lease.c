@@ -187,10 +187,13 @@ static int journal_flush(struct lease *ls, int durable, int sync)
 	rc = io_pwrite_all(ls->jfd, ls->jbuf, ls->jn * REC, (off_t)ls->jbytes);
 	if (rc == 0) {
 		ls->jbytes += ls->jn * REC;
-		if (durable && sync)
+		if (durable && sync) {
 			rc = io_sync(ls->jfd);
-		else if (durable && !ls->dirty_since)
+		} else if (durable && !ls->dirty_since) {
+			/* The janitor syncs it sync_ms from now (lease_tick). */
 			ls->dirty_since = mq_mono_ms();
+			topic_due(ls->t, ls->dirty_since);
+		}
 	}
 	ls->jn = 0;
 	if (rc < 0) {
@@ -1054,14 +1057,14 @@ static void copy_entry(struct dlq_entry *to, const struct dlq_entry *from)
 int lease_dead_next(struct lease *ls, uint64_t after, struct dlq_entry *e)
 {
 	int rc = -ENOENT;
+	size_t i;
 
 	pthread_mutex_lock(&ls->lock);
-	for (size_t i = 0; !ls->dead && i < dlq_count(ls->dlq); i++)
-		if (dlq_at(ls->dlq, i)->id > after) {
-			copy_entry(e, dlq_at(ls->dlq, i));
-			rc = 0;
-			break;
-		}
+	i = dlq_after(ls->dlq, after);
+	if (!ls->dead && i < dlq_count(ls->dlq)) {
+		copy_entry(e, dlq_at(ls->dlq, i));
+		rc = 0;
+	}
 	pthread_mutex_unlock(&ls->lock);
 	return rc;
 }
@@ -1421,6 +1424,9 @@ static int load_journal(struct lease *ls, uint32_t nparts)
 		if (k < (size_t)got / REC || (size_t)got < sizeof(recs))
 			break;
 	}
+	/* BASE records move floors back without telling the group */
+	for (uint32_t part = 0; part < nparts; part++)
+		cg_advance(ls->g, part, ls->p[part].floor);
 	if (rc == 0 && pos != ls->jbytes)
 		fprintf(stderr, "mqfs: %s/" JOURNAL ": cut at byte %llu of %llu (torn tail)\n",
 			ls->dir, (unsigned long long)pos, (unsigned long long)ls->jbytes);
