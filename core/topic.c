@@ -302,6 +302,7 @@ int topic_destroy(struct topic *t)
 	for (uint32_t i = 0; i < topic_nparts(t); i++)
 		part_kill(t->parts[i]);
 	topic_wake(t);
+	topic_ready(t);
 	rc = path(p, t, "config", NULL);
 	/* config first: a crash in the middle leaves no half topic behind. */
 	if (rc == 0 && unlink(p) < 0)
@@ -620,6 +621,7 @@ int topic_group_delete(struct topic *t, const char *name)
 		return -ENOENT;
 	rc = cg_destroy(g);
 	cg_unref(g);
+	topic_ready(t);	/* its blocked consumers get their answer: ENOENT */
 	return rc;
 }
 
