@@ -13,13 +13,17 @@
  *
  *     mq->lock  ->  topic->lock  ->  part->lock  ->  commit->lock
  *     prod->lock  ->  topic->lock  ->  part->lock
+ *     topic->lock  ->  lease->lock  ->  part->lock, cg->lock
  *     (fs) inflight_lock  ->  topic->lock
+ *     (fs) park_lock  ->  lease->lock
+ *     mq->tick_lock: a leaf, taken alone
  *
  * mq->lock guards the topic table, topic->lock a topic's config, partition
  * array, groups and held writers, part->lock a partition's segment list and
  * its active segment's tail, commit->lock the group-commit queue, prod->lock
- * one open file's partial line, cg->lock (taken alone, or inside
- * topic->lock when a topic is deleted) one group's offset files. Segments
+ * one open file's partial line, cg->lock (taken alone, inside lease->lock,
+ * or inside topic->lock when a topic is deleted) one group's offset files,
+ * lease->lock one group's leases, journal and dead letters. Segments
  * have no lock: a sealed segment is immutable and is read with pread() by
  * whoever holds a reference (seg_ref); the active segment's length fields
  * are guarded by the lock of the partition that owns it. Callbacks into
