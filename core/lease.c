@@ -869,8 +869,10 @@ static int ack_or_nack(struct lease *ls, const char *buf, size_t len, int nack)
 			rc = r;
 	}
 	pthread_mutex_unlock(&ls->lock);
-	if (rc == 0)
+	if (rc == 0) {
+		topic_consumed(ls->t);
 		topic_ready(ls->t);
+	}
 	return rc;
 }
 

@@ -708,11 +708,17 @@ int topic_commit(struct topic *t, struct cg *g, uint32_t part,
 		return -ENOENT;
 	part_stat(t->parts[part], &st);
 	rc = lease_commit(cg_lease(g), part, v, relative, st.next);
+	if (rc == 0)
+		topic_consumed(t);
+	return rc;
+}
+
+void topic_consumed(struct topic *t)
+{
 	/* Consumers relieve backpressure: free what they are done with now
 	 * rather than at the next retention pass. */
-	if (rc == 0 && held_any(t))
+	if (held_any(t))
 		topic_retain(t, mq_now_ms());
-	return rc;
 }
 
 int topic_group_pos(struct topic *t, struct cg *g, uint32_t part, uint64_t *pos)

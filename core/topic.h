@@ -170,6 +170,9 @@ int64_t topic_tick(struct topic *t, int64_t now_ms, uint64_t sync_ms);
 #define TOPIC_DEAD_IDS (1ull << 31)
 uint64_t topic_dead_id(struct topic *t);
 
+/* A group's committed offset moved forward (a commit or acks): while
+ * writers are held back by max_bytes, free what every group is done with. */
+void topic_consumed(struct topic *t);
 /* Byte position of g's committed offset in part (part_pos). */
 int topic_group_pos(struct topic *t, struct cg *g, uint32_t part, uint64_t *pos);
 /* groups/G/stats, like topic_stats_text. */

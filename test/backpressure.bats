@@ -99,3 +99,20 @@ released() {
 	released
 	assert_eq "$(cat "$MNT/t/0")" "after retention $LINE"
 }
+
+@test "backpressure: acks that finish a whole segment should release a held writer" {
+	mq_restart -o partitions=1,segment_bytes=1024,max_bytes=2048
+	fill_topic
+	hold_writer "acked $LINE"
+	# lease the first segment's ten messages and ack nine: still held
+	ids=$(head -c 1200 "$MNT/t/groups/g/batch" | cut -f1 | head -n 10)
+	assert_eq "$(wc -l <<<"$ids")" 10
+	head -n 9 <<<"$ids" >"$MNT/t/groups/g/ack"
+	sleep 0.5
+	blocked "$writer"
+	# the tenth finishes segment 0: the writer gets in
+	tail -n 1 <<<"$ids" >"$MNT/t/groups/g/ack"
+	released
+	assert_eq "$(tail -n 1 "$MNT/t/0")" "acked $LINE"
+	assert_eq "$(stats_col "$MNT/t/stats" 0 first)" 10
+}
