@@ -746,15 +746,20 @@ int lease_ready(struct lease *ls, uint64_t c)
 
 /* ---- ack, nack ---- */
 
+/* The end of partition part, remembered for the lines of one call. */
+struct ends {
+	uint32_t part;		/* UINT32_MAX: nothing remembered */
+	uint64_t next;
+};
+
 /*
  * Parse "P:OFF" at the start of [s, e) (after blanks); *rest is what
  * follows it. -EINVAL if malformed, or if the message was never written.
  */
-static int parse_id(struct lease *ls, const char *s, const char *e, uint32_t *part,
-		    uint64_t *off, const char **rest)
+static int parse_id(struct lease *ls, struct ends *c, const char *s, const char *e,
+		    uint32_t *part, uint64_t *off, const char **rest)
 {
 	const char *p = s, *q;
-	struct part_stat st;
 
 	while (p < e && (*p == ' ' || *p == '\t'))
 		p++;
@@ -764,8 +769,16 @@ static int parse_id(struct lease *ls, const char *s, const char *e, uint32_t *pa
 		return -EINVAL;
 	if (*part >= topic_nparts(ls->t))
 		return -EINVAL;
-	part_stat(topic_part(ls->t, *part), &st);
-	if (*off >= st.next)
+	/* Ids of one write mostly share a partition: one part_stat for a
+	 * run of them, not one per line. */
+	if (*off >= c->next || c->part != *part) {
+		struct part_stat st;
+
+		part_stat(topic_part(ls->t, *part), &st);
+		c->part = *part;
+		c->next = st.next;
+	}
+	if (*off >= c->next)
 		return -EINVAL;
 	*rest = q;
 	return 0;
@@ -799,6 +812,7 @@ struct apply {
 	const struct cfg_topic *cfg;
 	int check, nack;
 	int64_t now;
+	struct ends ends;
 };
 
 static int apply_line(void *arg, const char *s, const char *e)
@@ -812,7 +826,7 @@ static int apply_line(void *arg, const char *s, const char *e)
 	uint32_t part;
 	uint64_t off;
 	size_t rl;
-	int rc = parse_id(ls, s, e, &part, &off, &rest);
+	int rc = parse_id(ls, &a->ends, s, e, &part, &off, &rest);
 
 	if (rc < 0)
 		return rc;
@@ -850,7 +864,8 @@ static int apply_line(void *arg, const char *s, const char *e)
 static int ack_or_nack(struct lease *ls, const char *buf, size_t len, int nack)
 {
 	struct cfg_topic cfg;
-	struct apply a = { .ls = ls, .cfg = &cfg, .check = 1, .nack = nack };
+	struct apply a = { .ls = ls, .cfg = &cfg, .check = 1, .nack = nack,
+			   .ends = { .part = UINT32_MAX } };
 	int rc = topic_cfg(ls->t, &cfg);
 
 	if (rc < 0)
