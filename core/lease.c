@@ -496,6 +496,21 @@ static int room(struct take *tk, size_t need)
 	return 0;
 }
 
+/* Decimal digits of v at p (no NUL); their count. snprintf per message
+ * was a third of a batch read's CPU time. */
+static size_t put_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	for (size_t i = 0; i < n; i++)
+		p[i] = tmp[n - 1 - i];
+	return n;
+}
+
 /*
  * Lease message m (in slot s) to the consumer and format it: 1 done, 0 if
  * it does not fit in want (and is not the first), -errno.
@@ -504,9 +519,14 @@ static int hand_out(struct lease *ls, struct take *tk, uint32_t part,
 		    const struct part_msg *m, struct slot *s, int fresh)
 {
 	struct lpart *lp = &ls->p[part];
-	char pre[40];
-	int pl = snprintf(pre, sizeof(pre), "%" PRIu32 ":%" PRIu64 "\t", part, m->off);
-	size_t need = (size_t)pl + m->len + 1;
+	char pre[48];
+	size_t pl = put_u64(pre, part);
+	size_t need;
+
+	pre[pl++] = ':';
+	pl += put_u64(pre + pl, m->off);
+	pre[pl++] = '\t';
+	need = pl + m->len + 1;
 	int64_t due = tk->now + (int64_t)tk->cfg->ack_wait_ms;
 	int rc;
 
@@ -515,7 +535,7 @@ static int hand_out(struct lease *ls, struct take *tk, uint32_t part,
 	rc = room(tk, need);
 	if (rc < 0)
 		return rc;
-	memcpy(*tk->buf + tk->len, pre, (size_t)pl);
+	memcpy(*tk->buf + tk->len, pre, pl);
 	memcpy(*tk->buf + tk->len + pl, m->line, m->len + 1);	/* with '\n' */
 	tk->len += need;
 	tk->n++;
