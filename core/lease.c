@@ -730,6 +730,28 @@ ssize_t lease_take(struct lease *ls, uint64_t c, size_t want, uint32_t max,
 	return rc < 0 ? rc : (ssize_t)tk.len;
 }
 
+/*
+ * What take_part would find first in partition part for c: 1 something to
+ * hand out now, 0 nothing, -1 held back (a redelivery not due yet). lock
+ * held.
+ */
+static int part_ready(struct lease *ls, uint32_t part, uint64_t c, int64_t now)
+{
+	struct lpart *lp = &ls->p[part];
+	struct part_stat st;
+
+	if (lp->owner && lp->owner != c)
+		return 0;
+	for (size_t i = 0; i < lp->nx; i++)
+		if (lp->x[i].s.state != S_FLIGHT)
+			return lp->x[i].s.due <= now ? 1 : -1;
+	for (uint64_t o = lp->floor; lp->waiting && o < lp->hwm; o++)
+		if (slot(lp, o)->state == S_RETRY)
+			return slot(lp, o)->due <= now ? 1 : -1;
+	part_stat(topic_part(ls->t, part), &st);
+	return lp->hwm < st.next && lp->hwm - lp->floor < LEASE_WINDOW_MAX;
+}
+
 int lease_ready(struct lease *ls, uint64_t c)
 {
 	int64_t now = mq_mono_ms();
@@ -737,29 +759,8 @@ int lease_ready(struct lease *ls, uint64_t c)
 	int ready = 0;
 
 	pthread_mutex_lock(&ls->lock);
-	for (uint32_t part = 0; !ready && !ls->dead && part < n; part++) {
-		struct lpart *lp = &ls->p[part];
-		struct part_stat st;
-
-		if (lp->owner && lp->owner != c)
-			continue;
-		for (size_t i = 0; i < lp->nx && !ready; i++)
-			if (lp->x[i].s.state != S_FLIGHT)
-				ready = lp->x[i].s.due <= now ? 1 : -1;
-		if (ready < 0) {
-			ready = 0;
-			continue;
-		}
-		for (uint64_t o = lp->floor; !ready && lp->waiting && o < lp->hwm; o++)
-			if (slot(lp, o)->state == S_RETRY)
-				ready = slot(lp, o)->due <= now ? 1 : -1;
-		if (ready < 0) {
-			ready = 0;
-			continue;
-		}
-		part_stat(topic_part(ls->t, part), &st);
-		ready = lp->hwm < st.next && lp->hwm - lp->floor < LEASE_WINDOW_MAX;
-	}
+	for (uint32_t part = 0; !ready && !ls->dead && part < n; part++)
+		ready = part_ready(ls, part, c, now) > 0;
 	pthread_mutex_unlock(&ls->lock);
 	return ready;
 }

@@ -224,9 +224,11 @@ static void lease_nack_backs_off_and_holds_back_the_partition(void)
 	CHECK_EQ(st.in_flight, 0);
 	CHECK_EQ(st.retry, 1);
 	/* waiting for redelivery: b stays behind it */
+	CHECK_EQ(lease_ready(e.ls, 2), 0);
 	CHECK(!strcmp(take(&e, 2, 10), ""));
 	while (mq_mono_ms() - t0 < 210)
 		sleep_ms(10);
+	CHECK_EQ(lease_ready(e.ls, 2), 1);	/* what poll() asks */
 	CHECK(!strcmp(take(&e, 2, 10), "0:0\ta\n0:1\tb\n"));
 	/* second failure: twice the delay */
 	CHECK_EQ(nack(&e, "0:0"), 0);
