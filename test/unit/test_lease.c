@@ -240,6 +240,14 @@ static void lease_nack_backs_off_and_holds_back_the_partition(void)
 	while (mq_mono_ms() - t0 < 410)
 		sleep_ms(10);
 	CHECK(!strcmp(take(&e, 3, 10), "0:0\ta\n"));
+	/* a due redelivery with nothing new behind it is ready too */
+	CHECK_EQ(ack(&e, "0:0"), 0);
+	put(&e, 0, "c\n");
+	CHECK(!strcmp(take(&e, 4, 10), "0:2\tc\n"));
+	CHECK_EQ(nack(&e, "0:2"), 0);
+	CHECK_EQ(lease_ready(e.ls, 5), 0);
+	sleep_ms(220);
+	CHECK_EQ(lease_ready(e.ls, 5), 1);
 	env_close(&e);
 }
 
