@@ -55,7 +55,15 @@ struct fh {
 	struct fuse_pollhandle *ph;	/* NEXT, BATCH; park_lock */
 	struct fh *poll_prev, *poll_next;	/* on the polled list; park_lock */
 	int polled;		/* park_lock */
+	char *line;		/* ACK, NACK, REDRIVE: a line cut by the end
+				 * of a write, completed by the next one */
+	size_t line_len;	/* bytes of it; the kernel serializes the
+				 * writes of one file, so no lock */
 };
+
+/* Longest line kept between writes of ack, nack and redrive: an id and a
+ * nack reason. */
+#define LINE_MAX_KEPT (LEASE_REASON_MAX + 64)
 
 /* A write or release waiting for core to finish it (maybe on another thread). */
 struct wreq {
@@ -435,6 +443,7 @@ static void free_fh(struct fh *h)
 	if (h->t)
 		topic_unref(h->t);
 	free(h->text);
+	free(h->line);
 	free(h);
 }
 
@@ -1214,6 +1223,59 @@ static void on_write_intr(fuse_req_t req, void *unused)
 	pthread_mutex_unlock(&inflight_lock);
 }
 
+/* Apply whole lines of ack, nack or redrive. */
+static int apply_lines(struct fh *h, const char *buf, size_t len)
+{
+	struct lease *ls = cg_lease(h->g);
+
+	return h->kind == MQFS_ACK ? lease_ack(ls, buf, len) :
+	       h->kind == MQFS_NACK ? lease_nack(ls, buf, len) :
+	       lease_redrive(ls, buf, len);
+}
+
+/*
+ * A write to ack, nack or redrive. `cut -f1 done.log > ack` writes 64 KiB
+ * at a time, wherever lines end: the whole lines are applied now, and the
+ * piece after the last '\n' waits for the next write (or the last close),
+ * so that an id cut in two is never taken for a shorter one. A write that
+ * fails changes nothing, not even the piece kept.
+ */
+static int write_lines(struct fh *h, const char *buf, size_t size)
+{
+	const char *nl = memrchr(buf, '\n', size);
+	size_t whole = nl ? (size_t)(nl - buf) + 1 : 0, tail = size - whole;
+	char *joined = NULL, *kept;
+	int rc = 0;
+
+	if (whole && h->line_len) {
+		/* rare: only where a line was cut */
+		joined = malloc(h->line_len + whole);
+		if (!joined)
+			return -ENOMEM;
+		memcpy(joined, h->line, h->line_len);
+		memcpy(joined + h->line_len, buf, whole);
+		rc = apply_lines(h, joined, h->line_len + whole);
+		free(joined);
+	} else if (whole) {
+		rc = apply_lines(h, buf, whole);
+	}
+	if (rc < 0)
+		return rc;
+	if (whole)
+		h->line_len = 0;
+	if (!tail)
+		return 0;
+	if (h->line_len + tail > LINE_MAX_KEPT)
+		return -EINVAL;	/* no id or reason is this long */
+	kept = realloc(h->line, h->line_len + tail);
+	if (!kept)
+		return -ENOMEM;
+	memcpy(kept + h->line_len, buf + whole, tail);
+	h->line = kept;
+	h->line_len += tail;
+	return 0;
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		     off_t off, struct fuse_file_info *fi)
 {
@@ -1259,13 +1321,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		rc = topic_commit(h->t, h->g, h->part, buf, size);
 		break;
 	case MQFS_ACK:
-		rc = lease_ack(cg_lease(h->g), buf, size);
-		break;
 	case MQFS_NACK:
-		rc = lease_nack(cg_lease(h->g), buf, size);
-		break;
 	case MQFS_REDRIVE:
-		rc = lease_redrive(cg_lease(h->g), buf, size);
+		rc = write_lines(h, buf, size);
 		break;
 	default:
 		rc = -EACCES;
@@ -1338,6 +1396,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		pthread_mutex_lock(&park_lock);
 		poll_forget(h);
 		pthread_mutex_unlock(&park_lock);
+	}
+	if (h->line_len) {
+		/* `printf %s "$id" > ack`: a last line without '\n'. close()
+		 * has returned: the log is all that can tell of an error. */
+		int rc = apply_lines(h, h->line, h->line_len);
+
+		if (rc < 0)
+			fprintf(stderr, "mqfs: %s: last line without newline not applied: %s\n",
+				topic_name(h->t), strerror(-rc));
 	}
 	if (h->prod && (w = malloc(sizeof(*w)))) {
 		w->rq.done = release_done;

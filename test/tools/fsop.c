@@ -30,6 +30,14 @@
  *   read PATH          open O_RDONLY, read to EOF, copy the bytes to stdout;
  *                      on failure prints only ENAME
  *   read-nb PATH       the same with O_NONBLOCK
+ *   readonce PATH SIZE open O_RDONLY, exactly ONE read() of SIZE bytes, copy
+ *                      what it returned to stdout; on failure prints only ENAME
+ *   readonce-nb PATH SIZE
+ *                      the same with O_NONBLOCK
+ *   poll PATH MS       open O_RDONLY|O_NONBLOCK, poll() for POLLIN for up to
+ *                      MS milliseconds; prints POLLIN (then reads to end of
+ *                      file like read-nb, copying the bytes to stdout) or
+ *                      TIMEOUT (exit status 1)
  *   creat PATH         open O_WRONLY|O_CREAT|O_EXCL, mode 0644
  *   truncate PATH LEN  truncate(PATH, LEN)
  *   ftruncate PATH LEN open O_WRONLY, ftruncate(fd, LEN)
@@ -42,6 +50,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +289,86 @@ static int op_read(const char *path, int flags)
 	return close_report(fd);
 }
 
+static int op_readonce(const char *path, const char *size_s, int flags)
+{
+	size_t size = strtoul(size_s, NULL, 10);
+	char *buf;
+	int fd, rc;
+	ssize_t n;
+
+	if (size == 0)
+		return usage();
+	buf = malloc(size);
+	if (!buf)
+		return 2;
+	fd = open(path, O_RDONLY | flags);
+	if (fd < 0) {
+		rc = fail(errno);
+		goto out_free;
+	}
+	n = read(fd, buf, size);
+	if (n < 0) {
+		int e = errno;
+
+		close(fd);
+		rc = fail(e);
+		goto out_free;
+	}
+	fwrite(buf, 1, (size_t)n, stdout);
+	fflush(stdout);
+	rc = close_report(fd);
+out_free:
+	free(buf);
+	return rc;
+}
+
+static int op_poll(const char *path, const char *ms_s)
+{
+	char buf[1 << 16];
+	struct pollfd pfd;
+	int r, fd = open(path, O_RDONLY | O_NONBLOCK);
+	ssize_t n;
+
+	if (fd < 0)
+		return fail(errno);
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	do
+		r = poll(&pfd, 1, atoi(ms_s));
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		int e = errno;
+
+		close(fd);
+		return fail(e);
+	}
+	if (r == 0 || !(pfd.revents & POLLIN)) {
+		printf("TIMEOUT\n");
+		close(fd);
+		return 1;
+	}
+	printf("POLLIN\n");
+	fflush(stdout);
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+
+			fflush(stdout);
+			close(fd);
+			return fail(e);
+		}
+		if (n == 0)
+			break;
+		fwrite(buf, 1, (size_t)n, stdout);
+	}
+	fflush(stdout);
+	return close_report(fd);
+}
+
 static int result(int r)
 {
 	if (r < 0)
@@ -320,6 +409,12 @@ int main(int argc, char **argv)
 		return op_read(path, 0);
 	if (!strcmp(op, "read-nb"))
 		return op_read(path, O_NONBLOCK);
+	if (!strcmp(op, "readonce") && argc == 4)
+		return op_readonce(path, argv[3], 0);
+	if (!strcmp(op, "readonce-nb") && argc == 4)
+		return op_readonce(path, argv[3], O_NONBLOCK);
+	if (!strcmp(op, "poll") && argc == 4)
+		return op_poll(path, argv[3]);
 	if (!strcmp(op, "creat"))
 		return op_open(path, O_WRONLY | O_CREAT | O_EXCL);
 	if (!strcmp(op, "truncate") && argc == 4)
