@@ -29,8 +29,9 @@
 #   MQFS=./mqfs         the mqfs binary (default: mqfs in the repo root)
 #   MQFS_OPTS=sync=batch,partitions=4   mqfs mount options
 #   BENCH_DIR=DIR       where the work dir goes (default: the repo root; not tmpfs)
-#   SECTIONS=throughput sections to run, in order; section NAME is the function
-#                       section_NAME (lease+ack, latency and replication go here)
+#   SECTIONS=throughput sections to run, in order, separated by commas or
+#                       blanks; section NAME is the function section_NAME:
+#                       throughput, lease, latency; `all` = all three
 #   STEP_TIMEOUT=300    seconds before any single step counts as hung
 #   VERIFY=1            untimed checks that every message came back, exactly once
 #                       and in order within its partition (0: skip)
@@ -38,6 +39,50 @@
 #                       attached to each daemon; perf data and reports go to DIR
 #   STRICT=0            1: exit 1 if a target is missed
 #   KEEP=0              1: keep the work dir (data dir, logs) instead of deleting it
+#
+# Section lease (see section_lease): MSGS messages published (untimed) to a
+# fresh topic, then scripts/bench/lease.c leases them through
+# T/groups/g/batch (1 MiB reads) and acks each read's ids in one write() to
+# T/groups/g/ack, with 1 and with 4 workers; next to Redis Streams
+# (scripts/bench/redis_streams.sh: XREADGROUP COUNT 1000 + XACK) in the same
+# rounds. Target: mqfs >= Redis, for 1 and for 4 workers.
+#   LEASE_ACK=keep      keep: each worker keeps its ack descriptor open;
+#                       open: open + write + close per ack write
+#   REDIS=1             0: skip the Redis baseline (as root, a missing
+#                       redis-server / libhiredis-dev is installed with apt-get)
+#
+# Section latency (see section_latency): scripts/bench/lease_latency.c
+# publishes LAT_RATE msgs/s (paced with absolute deadlines) while
+# LAT_READERS threads loop open next / read / close / ack; latency = time
+# the reader has the message - the message's send time. Three
+# configurations per round, each on a fresh topic:
+#   (a) the mount's sync (sync=batch by default), LAT_BATCH messages per
+#       write(): the publisher waits until the last message of a group is
+#       due, writes the group in one write(), and stamps each message with
+#       its own due time, so a message's latency includes waiting for its
+#       group (a linger of up to (LAT_BATCH - 1) / LAT_RATE, 0.9 ms by
+#       default). Target: p99 <= 2 ms, and the publisher reaches 95 % of
+#       LAT_RATE, in this configuration.
+#   (b) sync=none (T/config), one message per write(), stamped just before
+#       the write(): the lease path alone, for information.
+#   (c) the mount's sync, one message per write(), for information: each
+#       write() waits for a group commit (fdatasync of log and index), so
+#       one writer gets about 1 / (write() p50) messages per second.
+# A configuration equal to one measured before in the round (LAT_BATCH=1,
+# or a mount with sync=none) is not measured twice.
+#   LAT_RATE=10000 LAT_MSGS=20000 LAT_WARMUP=2000 LAT_READERS=partitions
+#   LAT_BATCH=10        messages per write() in (a) (1: one per write())
+#   LAT_KEYED=64        (a) publishes keyed lines "kN<TAB>..." over this many
+#                       keys, so that a write's lines spread over the
+#                       partitions: the keyless lines of one write() all go
+#                       to one partition, where `next` readers take them one
+#                       after the other (a partition's leases belong to one
+#                       reader at a time)
+#   LAT_PUBLISHERS=1    publisher threads (each its own descriptor of T/publish;
+#                       with LAT_BATCH > 1 the groups go round them)
+#   (with KEEP=1 the work dir keeps lat.SYNC-bN.ROUND.dump: one line per
+#   message, "SEQ SEND_NS LATENCY_NS WRITE_NS", to see when the slow ones
+#   happened; SEND_NS is the due time when N > 1)
 # shellcheck disable=SC2016 # the sh -c '...' scripts expand their own "$1"
 set -euo pipefail
 export LC_ALL=C
@@ -54,12 +99,24 @@ VERIFY=${VERIFY:-1}
 PROFILE_DIR=${PROFILE_DIR:-}
 STRICT=${STRICT:-0}
 KEEP=${KEEP:-0}
+LEASE_ACK=${LEASE_ACK:-keep}
+REDIS=${REDIS:-1}
+LAT_RATE=${LAT_RATE:-10000}
+LAT_MSGS=${LAT_MSGS:-20000}
+LAT_WARMUP=${LAT_WARMUP:-2000}
+LAT_READERS=${LAT_READERS:-}
+LAT_PUBLISHERS=${LAT_PUBLISHERS:-1}
+LAT_BATCH=${LAT_BATCH:-10}
+LAT_KEYED=${LAT_KEYED:-64}
 
 LINE_BYTES=100
 PUBLISH_TARGET=0.40 # mqfs publish >= this x floor
 CONSUME_TARGET=0.50 # mqfs consume >= this x floor
 PARTS=$(sed -n 's/.*\(^\|,\)partitions=\([0-9]*\).*/\2/p' <<<"$MQFS_OPTS")
 PARTS=${PARTS:-4}
+LAT_READERS=${LAT_READERS:-$PARTS}
+LEASE_TARGET=1.00    # mqfs lease+ack >= this x Redis Streams
+LAT_P99_TARGET=2000  # µs, publish -> next at LAT_RATE
 
 W=             # the work dir
 WORK=          # the workload file
@@ -569,6 +626,370 @@ throughput_profile() {
 	profile mqfs mqfs-consume "mqfs consume" sh -c 'cat "$@" > /dev/null' _ "${parts[@]}"
 }
 
+# ------------------------------------------------ lease+ack and latency
+
+# build_tool NAME: compile scripts/bench/NAME.c into the work dir, once
+build_tool() {
+	[[ -x $W/$1 ]] && return 0
+	step "build $1" cc -std=c11 -Wall -Wextra -Werror -O2 -pthread -o "$W/$1" "$REPO/scripts/bench/$1.c"
+}
+
+# kv FILE KEY: the value of the line "KEY VALUE" of FILE
+kv() { awk -v k="$2" '$1 == k { print $2; f = 1 } END { exit !f }' "$1"; }
+
+# secs_us SECONDS: whole microseconds
+secs_us() { awk -v s="$1" 'BEGIN { printf "%d", s * 1e6 + 0.5 }'; }
+
+# check_group G WHAT EXPECTED: untimed, G/stats must say that all EXPECTED
+# messages are finished: per partition committed = end, lag, in_flight,
+# retry and dead 0; PARTS partitions whose ends add up to EXPECTED
+check_group() {
+	local g=$1 what=$2 want=$3 out
+	[[ $VERIFY == 1 ]] || return 0
+	out=$(run cat "$g/stats") || { check_fail "$what: cannot read ${g#"$W"/}/stats"; return; }
+	awk -v parts="$PARTS" -v want="$want" '
+		NR == 1 { if ($0 != "partition committed end lag in_flight retry dead") { print "unexpected header: " $0; bad = 1 }; next }
+		{ n++; end += $3
+		  if ($2 != $3 || $4 != 0 || $5 != 0 || $6 != 0 || $7 != 0) { print "partition " $1 ": committed " $2 " end " $3 " lag " $4 " in_flight " $5 " retry " $6 " dead " $7; bad = 1 } }
+		END {
+			if (n != parts) { print n " partitions, expected " parts; bad = 1 }
+			if (end != want) { print "partitions end at " end " messages in all, expected " want; bad = 1 }
+			exit bad
+		}' <<<"$out" >"$W/check.out" || check_fail "$what: ${g#"$W"/}/stats: $(paste -sd';' "$W/check.out")"
+}
+
+# lease_mqfs ROUND WORKERS: publish MSGS to a fresh topic (untimed), then
+# lease+ack them all with WORKERS workers; T[lease mqfsWORKERS ROUND] = µs
+LEASE_INFO=
+lease_mqfs() {
+	local r=$1 nw=$2 t=$W/mqfs.mnt/lease$2w$1 out=$W/lease.$2w.$1.out el
+	step "mkdir topic" mkdir "$t"
+	step "lease publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$t/publish"
+	step "mkdir group" mkdir "$t/groups/g"
+	settle
+	mqfs_step "lease${nw}w" "$r" "mqfs lease+ack ${nw}w" \
+		"$W/lease" -w "$nw" -a "$LEASE_ACK" -l $((LINE_BYTES - 1)) "$t/groups/g" "$MSGS" >"$out"
+	el=$(kv "$out" lease_elapsed_s) || die "lease: no lease_elapsed_s in $out"
+	ELAPSED=$(secs_us "$el")
+	LEASE_INFO="$(kv "$out" lease_reads) reads of $(kv "$out" lease_msgs_per_read) msgs, $(kv "$out" lease_ack_writes) ack writes, $EXTRA"
+	check_group "$t/groups/g" "lease ${nw}w round $r" "$MSGS"
+	run rmdir "$t" || warn "rmdir ${t#"$W"/} failed (left in place)"
+}
+
+# redis_ready: 0 if the Redis baseline can run (installing it as root if
+# missing, like scripts/deps.sh), 1 if it is to be skipped
+REDIS_STATE= # "", ok or skip
+redis_ready() {
+	[[ $REDIS_STATE == ok ]] && return 0
+	[[ $REDIS_STATE == skip ]] && return 1
+	REDIS_STATE=skip
+	if [[ $REDIS != 1 ]]; then
+		say "(Redis Streams baseline skipped: REDIS=$REDIS)"
+		return 1
+	fi
+	if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null ||
+		! pkg-config --exists hiredis 2>/dev/null; then
+		if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+			say "bench: installing redis-server libhiredis-dev for the Redis Streams baseline"
+			DEBIAN_FRONTEND=noninteractive timeout -k 5 600 apt-get update -qq >/dev/null 2>&1 || true
+			DEBIAN_FRONTEND=noninteractive timeout -k 5 600 apt-get install -y -qq redis-server redis-tools libhiredis-dev >/dev/null 2>&1 ||
+				warn "apt-get install redis-server libhiredis-dev failed"
+		fi
+	fi
+	REDIS_STATE=ok
+}
+
+# lease_redis ROUND: the Redis Streams baseline, 1 then 4 workers;
+# T[lease redis1 ROUND], T[lease redis4 ROUND] = µs
+lease_redis() {
+	local r=$1
+	local out=$W/redis.$r.out errf=$W/redis.$r.err rc=0 e1 e4
+	redis_ready || return 0
+	run "$REPO/scripts/bench/redis_streams.sh" "$MSGS" "$W/redis" >"$out" 2>"$errf" || rc=$?
+	if ((rc == 2)); then
+		say "(Redis Streams baseline skipped: $(grep -m1 'not available' "$errf" || tail -n 1 "$errf"))"
+		REDIS_STATE=skip
+		return 0
+	fi
+	if ((rc != 0)); then
+		((rc == 124 || rc == 137)) && warn "redis_streams.sh hung, killed after ${STEP_TIMEOUT}s"
+		tail -n 20 "$errf" >&2
+		check_fail "redis_streams.sh round $r: exit status $rc"
+		return 0
+	fi
+	((r > 1)) || say "bench: $(head -n 1 "$errf")"
+	if ! e1=$(kv "$out" redis_streams_elapsed_s) || ! e4=$(kv "$out" redis_streams_4w_elapsed_s); then
+		check_fail "redis_streams.sh round $r: output without elapsed times: $(paste -sd' ' "$out")"
+		return 0
+	fi
+	T[lease redis1 $r]=$(secs_us "$e1")
+	T[lease redis4 $r]=$(secs_us "$e4")
+}
+
+# lease_line ROUND SYSTEM NOTE: one result line (SYSTEM mqfs1 -> "mqfs 1w")
+lease_line() {
+	local us=${T[lease $2 $1]}
+	printf 'round %d/%d lease   %-8s %7.3f s %7s M msg/s%s\n' "$1" "$ROUNDS" "${2%[0-9]} ${2##*[a-z]}w" \
+		"$(awk -v us="$us" 'BEGIN { print us / 1e6 }')" "$(rate "$us")" "${3:+  ($3)}"
+}
+
+section_lease() {
+	local r nw label
+	say ""
+	say "== lease: batch lease + ack (read 1 MiB of T/groups/g/batch, ack its ids in one write), $MSGS msgs, next to Redis Streams"
+	say "   (mqfs: sync from MQFS_OPTS, ack descriptor: $LEASE_ACK; Redis: XREADGROUP COUNT 1000 + XACK, appendfsync everysec)"
+	((HAVE_MQFS)) || { warn "no mqfs: section lease skipped"; return 0; }
+	build_tool lease
+	for ((r = 1 - WARMUP; r <= ROUNDS; r++)); do
+		label=$r
+		((r >= 1)) || label=warmup$((1 - r))
+		for nw in 1 4; do
+			lease_mqfs "$label" "$nw"
+			((r < 1)) || { T[lease mqfs$nw $r]=$ELAPSED; lease_line "$r" "mqfs$nw" "$LEASE_INFO"; }
+		done
+		if ((r < 1)); then
+			say "(warm-up round $((1 - r)) of mqfs done, not reported; Redis gets none: it starts a fresh server each time)"
+			continue
+		fi
+		lease_redis "$r"
+		[[ -n ${T[lease redis1 $r]:-} ]] || continue
+		lease_line "$r" redis1
+		lease_line "$r" redis4
+		say "round $r/$ROUNDS lease   mqfs / redis: 1 worker $(ratio "${T[lease mqfs1 $r]}" "${T[lease redis1 $r]}") x," \
+			"4 workers $(ratio "${T[lease mqfs4 $r]}" "${T[lease redis4 $r]}") x"
+	done
+	lease_summary
+	[[ -z $PROFILE_DIR ]] || lease_profile
+}
+
+lease_summary() {
+	local nw m rd rr line
+	say ""
+	say "== lease summary (median of $ROUNDS rounds, $MSGS msgs of $LINE_BYTES bytes)"
+	for nw in 1 4; do
+		m=$(med lease "mqfs$nw")
+		[[ -n $m ]] || continue
+		rd=$(med lease "redis$nw")
+		line="lease+ack, $nw worker$( ((nw == 1)) || echo s): mqfs $(rate "$m") M msg/s"
+		if [[ -z $rd ]]; then
+			say "$line; Redis Streams not measured: no target check"
+			continue
+		fi
+		rr=$(ratio "$m" "$rd")
+		line+=" = $rr x Redis Streams ($(rate "$rd") M msg/s)"
+		if ge "$rr" "$LEASE_TARGET"; then
+			line+="  target >= $LEASE_TARGET x Redis: met"
+		else
+			line+="  target >= $LEASE_TARGET x Redis: MISSED"
+			MISSED=1
+		fi
+		say "$line"
+	done
+}
+
+# perf_around DAEMON NAME CMD...: step CMD with perf record -g attached to DAEMON
+perf_around() {
+	local d=$1 name=$2 perfpid
+	shift 2
+	perf record -g -o "$PROFILE_DIR/$name.data" -p "${DPID[$d]}" >"$PROFILE_DIR/$name.log" 2>&1 &
+	perfpid=$!
+	sleep 0.5 # let perf attach
+	step "$name" "$@" >"$PROFILE_DIR/$name.out"
+	kill -INT "$perfpid" 2>/dev/null || true
+	wait "$perfpid" || true
+	perf_top "$PROFILE_DIR/$name.data" >"$PROFILE_DIR/$name.txt"
+	say "-- $name under perf: $(paste -sd' ' "$PROFILE_DIR/$name.out")"
+	say "   top symbols (self time), full report $PROFILE_DIR/$name.txt:"
+	head -n 15 "$PROFILE_DIR/$name.txt"
+}
+
+# strace_around DAEMON NAME CMD...: step CMD with strace -c -f attached to DAEMON
+strace_around() {
+	local d=$1 name=$2 spid
+	shift 2
+	strace -c -f -o "$PROFILE_DIR/$name.txt" -p "${DPID[$d]}" 2>/dev/null &
+	spid=$!
+	sleep 1 # let strace attach to every thread
+	step "$name" "$@" >"$PROFILE_DIR/$name.out"
+	kill -INT "$spid" 2>/dev/null || true
+	wait "$spid" || true
+	say "-- $name under strace -c -f (daemon system calls): $(paste -sd' ' "$PROFILE_DIR/$name.out")"
+	head -n 12 "$PROFILE_DIR/$name.txt"
+}
+
+lease_profile() {
+	command -v perf >/dev/null || { warn "perf not found: no profile"; return 0; }
+	mkdir -p "$PROFILE_DIR"
+	local nw t
+	say ""
+	say "== lease profile (one extra round per worker count, perf record -g on mqfs; rates are slowed by perf)"
+	for nw in 1 4; do
+		t=$W/mqfs.mnt/leaseprof$nw
+		step "mkdir topic" mkdir "$t"
+		step "lease publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$t/publish"
+		step "mkdir group" mkdir "$t/groups/g"
+		settle
+		perf_around mqfs "mqfs-lease-${nw}w" "$W/lease" -w "$nw" -a "$LEASE_ACK" "$t/groups/g" "$MSGS"
+		check_group "$t/groups/g" "lease profile ${nw}w" "$MSGS"
+		run rmdir "$t" || warn "rmdir ${t#"$W"/} failed (left in place)"
+	done
+	command -v strace >/dev/null || return 0
+	t=$W/mqfs.mnt/leasestrace
+	step "mkdir topic" mkdir "$t"
+	step "lease publish" sh -c 'cat "$1" > "$2"' _ "$WORK" "$t/publish"
+	step "mkdir group" mkdir "$t/groups/g"
+	settle
+	strace_around mqfs "mqfs-lease-1w-strace" "$W/lease" -w 1 -a "$LEASE_ACK" "$t/groups/g" "$MSGS"
+	check_group "$t/groups/g" "lease strace" "$MSGS"
+	run rmdir "$t" || warn "rmdir ${t#"$W"/} failed (left in place)"
+}
+
+# lat_topic NAME SYNC: a fresh topic with group g; SYNC "" keeps the mount's
+# sync, else it is set in T/config. LAT_SYNC = the topic's sync.
+LAT_SYNC=
+lat_topic() {
+	local t=$W/mqfs.mnt/$1
+	step "mkdir topic" mkdir "$t"
+	[[ -z $2 ]] || step "set sync=$2" sh -c 'printf "sync=%s\n" "$1" > "$2"' _ "$2" "$t/config"
+	step "mkdir group" mkdir "$t/groups/g"
+	LAT_SYNC=$(run sed -n 's/^sync=//p' "$t/config") || die "latency: cannot read $1/config"
+	[[ -n $LAT_SYNC ]] || die "latency: no sync= in $1/config"
+}
+
+declare -A LAT=() # "CFG ROUND KEY" -> value (µs, or msgs/s); CFG = SYNC-bN
+LAT_KEYS="p50 p90 p99 p999 max write_p50 write_p99 behind_max"
+declare -A LAT_NAME=() # CFG -> how the summary names it
+LAT_CFGS=()            # in the order measured; the first is judged
+
+# lat_name SYNC N: "sync=batch, 10 msgs per write (linger <= 0.9 ms included)"
+lat_name() {
+	if (($2 == 1)); then
+		printf 'sync=%s, 1 msg per write' "$1"
+	else
+		printf 'sync=%s, %d msgs per write (linger <= %s ms included)' "$1" "$2" \
+			"$(awk -v n="$2" -v r="$LAT_RATE" 'BEGIN { printf "%g", (n - 1) * 1000 / r }')"
+	fi
+}
+
+# lat_run ROUND SYNC N: one latency measurement on a fresh topic, N messages
+# per write(); SYNC "" = the mount's. Skipped if this round already
+# measured the same configuration.
+lat_run() {
+	local r=$1 want=$2 b=$3 t=lat${2:-default}b$3r$1 sync cfg out k pid=${DPID[mqfs]} c0 cpu
+	lat_topic "$t" "$want"
+	sync=$LAT_SYNC
+	cfg=$sync-b$b
+	if [[ -n ${LAT[$cfg $r rate]:-} ]]; then
+		run rmdir "$W/mqfs.mnt/$t" || warn "rmdir $t failed (left in place)"
+		return 0
+	fi
+	if [[ -z ${LAT_NAME[$cfg]:-} ]]; then
+		LAT_CFGS+=("$cfg")
+		LAT_NAME[$cfg]=$(lat_name "$sync" "$b")
+	fi
+	out=$W/lat.$cfg.$r.out
+	settle
+	c0=$(cpu_ticks "$pid")
+	local keyed=()
+	((b == 1)) || keyed=(-K "$LAT_KEYED")
+	step "latency $cfg" "$W/lease_latency" -r "$LAT_RATE" -n "$LAT_MSGS" -W "$LAT_WARMUP" -b "$b" "${keyed[@]}" \
+		-k "$LAT_READERS" -p "$LAT_PUBLISHERS" -s "$LINE_BYTES" -o "$W/lat.$cfg.$r.dump" "$W/mqfs.mnt/$t" g >"$out"
+	cpu=$(cpu_s $(($(cpu_ticks "$pid") - c0)))
+	[[ $(kv "$out" latency_batch) == "$b" ]] || die "latency: $out does not say latency_batch $b"
+	LAT[$cfg $r rate]=$(kv "$out" latency_publish_rate_per_s) || die "latency: bad output in $out"
+	for k in $LAT_KEYS; do
+		LAT[$cfg $r $k]=$(kv "$out" "latency_${k}_us") || die "latency: no latency_${k}_us in $out"
+	done
+	printf 'round %d/%d latency sync=%-6s %3d msg/write, published %6s msg/s: p50 %7s  p90 %7s  p99 %8s  p99.9 %8s  max %8s us  (publish write() p50 %s p99 %s us, at worst %s us behind schedule; daemon cpu %s s)\n' \
+		"$r" "$ROUNDS" "$sync" "$b" "${LAT[$cfg $r rate]}" "${LAT[$cfg $r p50]}" "${LAT[$cfg $r p90]}" \
+		"${LAT[$cfg $r p99]}" "${LAT[$cfg $r p999]}" "${LAT[$cfg $r max]}" \
+		"${LAT[$cfg $r write_p50]}" "${LAT[$cfg $r write_p99]}" "${LAT[$cfg $r behind_max]}" "$cpu"
+	check_group "$W/mqfs.mnt/$t/groups/g" "latency $cfg round $r" $((LAT_MSGS + LAT_WARMUP))
+	run rmdir "$W/mqfs.mnt/$t" || warn "rmdir $t failed (left in place)"
+}
+
+# lat_med CFG KEY: the median over the rounds (one decimal; none for rate)
+lat_med() {
+	local r fmt=%.1f
+	[[ $2 == rate ]] && fmt=%.0f
+	for ((r = 1; r <= ROUNDS; r++)); do
+		printf '%s\n' "${LAT[$1 $r $2]}"
+	done | sort -g | awk -v fmt="$fmt" '{ v[NR] = $1 } END { printf fmt, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+section_latency() {
+	local r cfg p99 prate wp50 line first
+	[[ $LAT_BATCH =~ ^[1-9][0-9]*$ ]] || die "LAT_BATCH must be a positive integer"
+	# a group is N consecutive messages, which only one publisher has
+	say ""
+	say "== latency: publish -> next at $LAT_RATE msgs/s to T/publish ($LAT_PUBLISHERS publisher(s)), $LAT_READERS readers" \
+		"(open next, read, close, ack), $LAT_MSGS msgs after $LAT_WARMUP warm-up msgs;" \
+		"(a) the mount's sync, $LAT_BATCH msg(s) per write (target), (b) sync=none and (c) the mount's sync, 1 msg per write (for information)"
+	((HAVE_MQFS)) || { warn "no mqfs: section latency skipped"; return 0; }
+	build_tool lease_latency
+	for ((r = 1; r <= ROUNDS; r++)); do
+		lat_run "$r" "" "$LAT_BATCH" # (a) the mount's sync (MQFS_OPTS; sync=batch by default)
+		lat_run "$r" none 1          # (b) the lease path alone
+		lat_run "$r" "" 1            # (c) one commit wait per message
+	done
+	say ""
+	say "== latency summary (median of $ROUNDS rounds; µs from the message's send time to the reader's read() returning;" \
+		"send time = just before the write() with 1 msg per write, the message's due time with more)"
+	first=1
+	for cfg in "${LAT_CFGS[@]}"; do
+		prate=$(lat_med "$cfg" rate)
+		p99=$(lat_med "$cfg" p99)
+		wp50=$(lat_med "$cfg" write_p50)
+		line="${LAT_NAME[$cfg]}: published $prate msg/s (asked $LAT_RATE); p50 $(lat_med "$cfg" p50), p90 $(lat_med "$cfg" p90)"
+		line+=", p99 $p99, p99.9 $(lat_med "$cfg" p999), max $(lat_med "$cfg" max) us;"
+		line+=" publish write() p50 $wp50, p99 $(lat_med "$cfg" write_p99) us"
+		if ((first)); then
+			# the target is judged on (a): the mount's own sync, LAT_BATCH per write
+			if ge "$LAT_P99_TARGET" "$p99" && ge "$prate" "$(awk -v r="$LAT_RATE" 'BEGIN { print r * 0.95 }')"; then
+				line+="  target p99 <= $LAT_P99_TARGET us at $LAT_RATE msg/s: met"
+			else
+				line+="  target p99 <= $LAT_P99_TARGET us at $LAT_RATE msg/s: MISSED"
+				ge "$LAT_P99_TARGET" "$p99" && line+=" (the publisher reached only $prate msg/s)"
+				MISSED=1
+			fi
+		elif [[ $cfg == none-* ]]; then
+			line+="  (for information: the lease path alone, no commit to wait for)"
+		else
+			# a writer's next write() waits for this one's commit
+			line+="  (for information: one writer waiting for a commit per write() gets about"
+			line+=" $(awk -v w="$wp50" -v n="${cfg##*-b}" 'BEGIN { printf "%.0f", (w > 0) ? n * 1e6 / w : 0 }') msg/s at most)"
+		fi
+		first=0
+		say "$line"
+	done
+	[[ -z $PROFILE_DIR ]] || latency_profile
+}
+
+latency_profile() {
+	command -v perf >/dev/null || { warn "perf not found: no profile"; return 0; }
+	mkdir -p "$PROFILE_DIR"
+	local want b t sync
+	say ""
+	say "== latency profile (one extra run of (a) and of (b), perf record -g on mqfs, then strace -c -f)"
+	for want in "" none; do
+		b=1
+		[[ -n $want ]] || b=$LAT_BATCH
+		t=latprof${want:-default}
+		lat_topic "$t" "$want"
+		sync=$LAT_SYNC
+		perf_around mqfs "mqfs-latency-$sync-b$b" "$W/lease_latency" -r "$LAT_RATE" -n "$LAT_MSGS" -W "$LAT_WARMUP" \
+			-b "$b" -k "$LAT_READERS" -p "$LAT_PUBLISHERS" -s "$LINE_BYTES" "$W/mqfs.mnt/$t" g
+		run rmdir "$W/mqfs.mnt/$t" || warn "rmdir $t failed (left in place)"
+	done
+	command -v strace >/dev/null || return 0
+	t=latstrace
+	lat_topic "$t" none
+	sync=$LAT_SYNC
+	strace_around mqfs "mqfs-latency-$sync-strace" "$W/lease_latency" -r 2000 -n 4000 -W 0 \
+		-k "$LAT_READERS" -p "$LAT_PUBLISHERS" -s "$LINE_BYTES" "$W/mqfs.mnt/$t" g
+	run rmdir "$W/mqfs.mnt/$t" || warn "rmdir $t failed (left in place)"
+}
+
 # ------------------------------------------------------------------- main
 
 main() {
@@ -580,7 +1001,8 @@ main() {
 	[[ -z $PROFILE_DIR ]] || PROFILE_DIR=$(realpath -m "$PROFILE_DIR")
 	setup
 	local s
-	for s in $SECTIONS; do
+	[[ ${SECTIONS//[ ,]/} == all ]] && SECTIONS="throughput lease latency"
+	for s in ${SECTIONS//,/ }; do
 		declare -F "section_$s" >/dev/null || die "no such section: $s"
 		"section_$s"
 	done
