@@ -571,6 +571,31 @@ static int hand_out_one(struct lease *ls, struct take *tk, uint32_t part,
 	return hand_out(ls, tk, part, &ls->msgs[0], s, 0);
 }
 
+/* Recount owner, inflight and waiting from the slots. lock held. */
+static void recount(struct lpart *lp)
+{
+	lp->owner = 0;
+	lp->inflight = lp->waiting = 0;
+	for (size_t i = 0; i < lp->nx; i++) {
+		struct slot *s = &lp->x[i].s;
+
+		if (s->state == S_FLIGHT) {
+			lp->owner = s->holder;
+			lp->inflight++;
+		}
+		lp->waiting += s->state == S_RETRY;
+	}
+	for (uint64_t o = lp->floor; o < lp->top; o++) {
+		struct slot *s = slot(lp, o);
+
+		if (s->state == S_FLIGHT) {
+			lp->owner = s->holder;
+			lp->inflight++;
+		}
+		lp->waiting += s->state == S_RETRY;
+	}
+}
+
 /* Finish what retention deleted below first, when nothing there is leased. */
 static int drop_gone(struct lease *ls, uint32_t part, uint64_t first)
 {
@@ -591,6 +616,8 @@ static int drop_gone(struct lease *ls, uint32_t part, uint64_t first)
 		return rc;
 	if (lp->top <= first) {
 		clear_window(lp, first);
+		recount(lp);	/* the redeliveries it held are gone too */
+		cg_advance(ls->g, part, lp->floor);
 	} else {
 		for (uint64_t o = lp->floor; o < first; o++) {
 			leave(lp, slot(lp, o));
@@ -923,31 +950,6 @@ int lease_nack(struct lease *ls, const char *buf, size_t len)
 }
 
 /* ---- commits through offsets/P ---- */
-
-/* Recount owner, inflight and waiting from the slots. lock held. */
-static void recount(struct lpart *lp)
-{
-	lp->owner = 0;
-	lp->inflight = lp->waiting = 0;
-	for (size_t i = 0; i < lp->nx; i++) {
-		struct slot *s = &lp->x[i].s;
-
-		if (s->state == S_FLIGHT) {
-			lp->owner = s->holder;
-			lp->inflight++;
-		}
-		lp->waiting += s->state == S_RETRY;
-	}
-	for (uint64_t o = lp->floor; o < lp->top; o++) {
-		struct slot *s = slot(lp, o);
-
-		if (s->state == S_FLIGHT) {
-			lp->owner = s->holder;
-			lp->inflight++;
-		}
-		lp->waiting += s->state == S_RETRY;
-	}
-}
 
 int lease_commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
 		 uint64_t end)

@@ -447,8 +447,34 @@ static void lease_journal_compacts_and_replays_the_same(void)
 	env_close(&e);
 }
 
+static void lease_retention_finishes_what_it_deleted(void)
+{
+	const char *dir = datadir();
+	struct lease_stat st;
+	struct env e;
+
+	env_open(&e, dir, "partitions=1,retry_backoff_ms=60000");
+	put(&e, 0, "a\nb\nc\n");
+	CHECK(!strcmp(take(&e, 1, 2), "0:0\ta\n0:1\tb\n"));
+	CHECK_EQ(nack(&e, "0:0\n0:1"), 0);	/* both wait a minute */
+	stat_of(&e, 0, &st);
+	CHECK_EQ(st.retry, 2);
+	/* retention takes all three (the active segment is sealed first) */
+	CHECK(part_retain(topic_part(e.t, 0), mq_now_ms() + 10000, 1, 0, 0) > 0);
+	put(&e, 0, "d\n");
+	CHECK(!strcmp(take(&e, 2, 10), "0:3\td\n"));
+	stat_of(&e, 0, &st);
+	CHECK_EQ(st.retry, 0);
+	CHECK_EQ(st.in_flight, 1);
+	CHECK_EQ(cg_committed(e.g, 0), 3);
+	CHECK_EQ(ack(&e, "0:3"), 0);
+	CHECK_EQ(cg_committed(e.g, 0), 4);
+	env_close(&e);
+}
+
 int main(void)
 {
+	RUN(lease_retention_finishes_what_it_deleted);
 	RUN(lease_hands_out_in_order_and_acks_move_the_committed_offset);
 	RUN(lease_takes_whole_records_up_to_the_size_asked);
 	RUN(lease_partition_belongs_to_one_consumer_at_a_time);
