@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "dlq.h"
+#include "core.h"
 #include "io.h"
 
 #include <dirent.h>
@@ -41,7 +42,8 @@ int dlq_parse_name(const char *s, size_t len, uint32_t *part, uint64_t *off)
 			return -EINVAL;
 		o = o * 10 + (uint64_t)(s[i] - '0');
 	}
-	if (i == start || i != len || (s[start] == '0' && i - start > 1) || p > UINT32_MAX)
+	if (i == start || i != len || (s[start] == '0' && i - start > 1) ||
+	    p >= MQ_MAX_PARTITIONS)
 		return -EINVAL;
 	*part = (uint32_t)p;
 	*off = o;
@@ -225,8 +227,13 @@ uint64_t dlq_count_part(const struct dlq *d, uint32_t part)
 	uint64_t n = 0;
 
 	for (size_t i = 0; i < d->n; i++)
-		n += d->v[i]->part == part;
+		n += d->v[i]->part == part && !d->v[i]->hidden;
 	return n;
+}
+
+void dlq_set_hidden(struct dlq *d, size_t i, int hidden)
+{
+	d->v[i]->hidden = hidden;
 }
 
 static void file_name(char *buf, size_t cap, uint32_t part, uint64_t off)
@@ -260,11 +267,21 @@ int dlq_add(struct dlq *d, const struct dlq_entry *e, const char *line,
 	memcpy(buf + h, line, e->len);
 	buf[total - 1] = '\n';
 	c->hdr = (uint32_t)h;
+	c->hidden = 0;
 	file_name(name, sizeof(name), e->part, e->off);
 	rc = io_publish(d->dir, name, buf, total, durable);
 	free(buf);
-	if (rc == 0)
+	if (rc == 0) {
+		/* the file was replaced: so is an older entry of that name */
+		ssize_t old = dlq_find(d, e->part, e->off);
+
+		if (old >= 0) {
+			free(d->v[old]);
+			memmove(d->v + old, d->v + old + 1, (d->n - (size_t)old - 1) * sizeof(*d->v));
+			d->n--;
+		}
 		rc = push(d, c);
+	}
 	if (rc < 0) {
 		free(c);
 		return rc;

@@ -14,6 +14,10 @@
  * (atomic), so a dead letter is there or not, never torn; files whose name
  * or header does not parse are left alone and reported.
  *
+ * A redriven letter keeps its file, hidden (not listed, not counted), until
+ * its message is finished again: the file is then the one copy of the line
+ * that retention cannot delete (lease.c hands the message out from it).
+ *
  * Thread safety: none of its own. Its owner (lease.c) calls it under
  * lease->lock.
  *
@@ -41,6 +45,7 @@ struct dlq_entry {
 	uint32_t deliveries;
 	uint32_t len;		/* the line, without '\n' */
 	uint32_t hdr;		/* bytes of the header line in the file */
+	int hidden;		/* redriven, not finished yet: not listed */
 	char reason[DLQ_REASON_MAX + 1];	/* NUL-terminated; in the
 						 * store, only as long as needed */
 };
@@ -63,17 +68,20 @@ void dlq_set_id(struct dlq *d, size_t i, uint64_t id);
 uint64_t dlq_next_seq(const struct dlq *d);
 
 /* Store a new letter (e->seq, e->id set by the caller; reason
- * NUL-terminated) with its line. */
+ * NUL-terminated) with its line. It replaces a letter of the same
+ * partition and offset, hidden or not. */
 int dlq_add(struct dlq *d, const struct dlq_entry *e, const char *line,
 	    int durable);
 /* Delete the i-th letter's file and entry. */
 int dlq_remove(struct dlq *d, size_t i, int durable);
 /* The i-th letter's line and '\n', malloc'ed. */
 int dlq_read(const struct dlq *d, size_t i, char **text, size_t *len);
-/* Count of letters of part. */
+/* Count of letters of part that are not hidden. */
 uint64_t dlq_count_part(const struct dlq *d, uint32_t part);
+/* Hide (redrive) or show the i-th letter. */
+void dlq_set_hidden(struct dlq *d, size_t i, int hidden);
 
-/* "P:OFF" -> part, off; -EINVAL if malformed. */
+/* "P:OFF" -> part, off; -EINVAL if malformed or part >= MQ_MAX_PARTITIONS. */
 int dlq_parse_name(const char *s, size_t len, uint32_t *part, uint64_t *off);
 
 #endif

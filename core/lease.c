@@ -18,7 +18,11 @@
  *              (one delivery, unless a DLV record says otherwise)
  *     DLV      message `offset` has been delivered `n` times
  *     ACK      messages [offset, offset + n) are finished
- *     REDRIVE  message `offset` is pending again, no deliveries yet
+ *     REDRIVE  message `offset` is pending again, no deliveries yet; `n` is
+ *              the low 32 bits of its dead letter's seq: that file, kept
+ *              hidden, holds the line until the message is finished again
+ *              (below the high-water mark; at or above it the message is
+ *              simply new again)
  *
  * Replay applies the records in order on top of the offsets files; it stops
  * at the first record whose checksum or type is wrong (a torn tail: the
@@ -76,8 +80,10 @@ struct slot {
 				 * (RETRY; 0 = now) */
 	uint64_t holder;	/* FLIGHT: the consumer */
 	uint32_t deliveries;
+	uint32_t rseq;		/* redriven: low 32 bits of its letter's seq */
 	uint8_t state;
-	uint8_t redriven;	/* handed back from the DLQ since its last ack */
+	uint8_t redriven;	/* handed back from the DLQ since its last ack:
+				 * its hidden letter holds the line */
 };
 
 struct extra {
@@ -107,6 +113,8 @@ struct lease {
 	char dir[PATH_MAX];		/* immutable */
 	int jfd;			/* journal, appended at jbytes */
 	uint64_t jbytes;
+	uint64_t jcompact;		/* jbytes right after the last compaction */
+	uint64_t sync_ms;		/* the node's, as lease_tick last said */
 	int dead;			/* -ENOENT once the group is deleted */
 	int err;			/* sticky journal write error */
 	int64_t dirty_since;		/* first record not yet synced; 0 = none */
@@ -118,6 +126,9 @@ struct lease {
 	size_t scap;
 	struct part_msg msgs[PART_MSGS_MAX];
 	uint32_t rr;			/* first partition of the next take */
+	struct jrec *fin;		/* lease_open only: redriven messages that
+					 * replay finished (part, off, rseq) */
+	size_t nfin, finc;
 	struct lpart p[MQ_MAX_PARTITIONS];
 };
 
@@ -192,7 +203,7 @@ static int journal_flush(struct lease *ls, int durable, int sync)
 		} else if (durable && !ls->dirty_since) {
 			/* The janitor syncs it sync_ms from now (lease_tick). */
 			ls->dirty_since = mq_mono_ms();
-			topic_due(ls->t, ls->dirty_since);
+			topic_due(ls->t, ls->dirty_since + (int64_t)ls->sync_ms);
 		}
 	}
 	ls->jn = 0;
@@ -204,7 +215,10 @@ static int journal_flush(struct lease *ls, int durable, int sync)
 		ls->err = -EIO;
 		return -EIO;
 	}
-	if (ls->jbytes > JOURNAL_MAX)
+	/* Twice what the last compaction left: a window of many scattered
+	 * acks compacts to more than JOURNAL_MAX, and must not compact again
+	 * at every write. */
+	if (ls->jbytes > JOURNAL_MAX && ls->jbytes > 2 * ls->jcompact)
 		(void)compact(ls, durable);
 	return 0;
 }
@@ -241,6 +255,14 @@ static int widen(struct lpart *lp, uint64_t end)
 	}
 	lp->top = end;
 	return 0;
+}
+
+/* Forget redriven messages at or above off (a rewind replays them from
+ * the partition). The caller removes their hidden letters. */
+static void drop_extras_from(struct lpart *lp, uint64_t off)
+{
+	while (lp->nx && lp->x[lp->nx - 1].off >= off)
+		lp->nx--;
 }
 
 /* Forget the window; slots outside it are kept zeroed. */
@@ -321,6 +343,12 @@ static void advance(struct lease *ls, uint32_t part)
 		memset(slot(lp, lp->floor), 0, sizeof(struct slot));
 		lp->floor++;
 	}
+	if (lp->floor == lp->top && lp->cap > 4096) {
+		/* an empty window gives back what a burst grew */
+		free(lp->ring);
+		lp->ring = NULL;
+		lp->cap = 0;
+	}
 	if (lp->hwm < lp->floor)
 		lp->hwm = lp->floor;
 	if (lp->top < lp->floor)
@@ -340,21 +368,44 @@ static void leave(struct lpart *lp, struct slot *s)
 	}
 }
 
+/* The hidden letter of a redriven message, or -1. lock held. */
+static ssize_t hidden_letter(struct lease *ls, uint32_t part, uint64_t off)
+{
+	ssize_t i = dlq_find(ls->dlq, part, off);
+
+	return i >= 0 && dlq_at(ls->dlq, (size_t)i)->hidden ? i : -1;
+}
+
+/* A redriven message is done with its letter. The journal says so first
+ * (the caller stages ACK or BASE): a crash in between finds the file of a
+ * finished message, which lease_open removes. */
+static void drop_hidden(struct lease *ls, uint32_t part, uint64_t off)
+{
+	ssize_t i = hidden_letter(ls, part, off);
+
+	if (i >= 0)
+		(void)dlq_remove(ls->dlq, (size_t)i, 1);
+}
+
 /* The message is finished: acked, dead-lettered, or gone by retention. */
 static int finish(struct lease *ls, uint32_t part, uint64_t off)
 {
 	struct lpart *lp = &ls->p[part];
 	struct slot *s;
-	int rc;
+	int rc, was;
 
 	if (off < lp->floor) {
 		struct extra *e = find_extra(lp, off);
 
 		if (!e)
 			return 0;
+		was = e->s.redriven;
 		leave(lp, &e->s);
 		drop_extra(lp, e);
-		return stage(ls, J_ACK, part, off, 1);
+		rc = stage(ls, J_ACK, part, off, 1);
+		if (was)
+			drop_hidden(ls, part, off);
+		return rc;
 	}
 	rc = widen(lp, off + 1);
 	if (rc < 0)
@@ -362,10 +413,14 @@ static int finish(struct lease *ls, uint32_t part, uint64_t off)
 	s = slot(lp, off);
 	if (s->state == S_DONE)
 		return 0;
+	was = s->redriven;
 	leave(lp, s);
 	s->state = S_DONE;
 	s->redriven = 0;
-	return stage(ls, J_ACK, part, off, 1);
+	rc = stage(ls, J_ACK, part, off, 1);
+	if (was)
+		drop_hidden(ls, part, off);
+	return rc;
 }
 
 /* ---- settings ---- */
@@ -410,6 +465,44 @@ static int read_msgs(struct lease *ls, uint32_t part, uint64_t off, uint32_t max
 	}
 }
 
+/*
+ * Read message off into ls->msgs[0]: from its hidden letter if it was
+ * redriven (retention may have deleted it from the partition since), else
+ * from the partition. 1, -ERANGE if it is gone, -errno.
+ */
+static int read_one(struct lease *ls, uint32_t part, uint64_t off, const struct slot *s)
+{
+	ssize_t i = s->redriven ? hidden_letter(ls, part, off) : -1;
+	const struct dlq_entry *d;
+	char *text;
+	size_t len;
+	int rc;
+
+	if (i < 0) {
+		rc = read_msgs(ls, part, off, 1);
+		return rc == 0 ? -EIO : rc;	/* clamp() keeps ids below the end */
+	}
+	d = dlq_at(ls->dlq, (size_t)i);
+	rc = dlq_read(ls->dlq, (size_t)i, &text, &len);
+	if (rc < 0)
+		return rc;
+	if (len > ls->scap) {
+		char *nb = realloc(ls->scratch, len);
+
+		if (!nb) {
+			free(text);
+			return -ENOMEM;
+		}
+		ls->scratch = nb;
+		ls->scap = len;
+	}
+	memcpy(ls->scratch, text, len);
+	free(text);
+	ls->msgs[0] = (struct part_msg){ .off = off, .ts_ms = d->ts_ms,
+					 .line = ls->scratch, .len = d->len };
+	return 1;
+}
+
 /* ---- dead letters ---- */
 
 /*
@@ -420,12 +513,12 @@ static int bury(struct lease *ls, const struct cfg_topic *c, uint32_t part,
 		uint64_t off, struct slot *s, const char *reason)
 {
 	struct dlq_entry e;
-	int rc = read_msgs(ls, part, off, 1);
+	int rc = read_one(ls, part, off, s);
 
 	if (rc == -ERANGE)
 		return finish(ls, part, off);	/* retention took it already */
-	if (rc <= 0)
-		return rc < 0 ? rc : -EIO;
+	if (rc < 0)
+		return rc;
 	memset(&e, 0, offsetof(struct dlq_entry, reason));
 	e.id = topic_dead_id(ls->t);
 	if (!e.id)
@@ -438,12 +531,14 @@ static int bury(struct lease *ls, const struct cfg_topic *c, uint32_t part,
 	e.deliveries = s->deliveries;
 	e.len = ls->msgs[0].len;
 	snprintf(e.reason, sizeof(e.reason), "%s", reason);
+	/* A redriven message's hidden letter is replaced by the new one. */
 	rc = dlq_add(ls->dlq, &e, ls->msgs[0].line, durable(c));
 	if (rc < 0) {
 		fprintf(stderr, "mqfs: %s/dlq: %u:%llu not dead-lettered: %s\n", ls->dir,
 			part, (unsigned long long)off, strerror(-rc));
 		return rc;
 	}
+	s->redriven = 0;	/* so that finish keeps the new letter */
 	return finish(ls, part, off);
 }
 
@@ -562,12 +657,12 @@ static int hand_out(struct lease *ls, struct take *tk, uint32_t part,
 static int hand_out_one(struct lease *ls, struct take *tk, uint32_t part,
 			uint64_t off, struct slot *s)
 {
-	int rc = read_msgs(ls, part, off, 1);
+	int rc = read_one(ls, part, off, s);
 
 	if (rc == -ERANGE)
 		return finish(ls, part, off) ?: 2;
-	if (rc <= 0)
-		return rc < 0 ? rc : -EIO;	/* clamp() makes this impossible */
+	if (rc < 0)
+		return rc;
 	return hand_out(ls, tk, part, &ls->msgs[0], s, 0);
 }
 
@@ -596,29 +691,40 @@ static void recount(struct lpart *lp)
 	}
 }
 
-/* Finish what retention deleted below first, when nothing there is leased. */
+/*
+ * Finish what retention deleted below first, unless something there is
+ * leased (let the lease end first) or redriven (its letter holds it).
+ * Redriven messages below the committed offset need nothing: their letters
+ * hold their lines.
+ */
 static int drop_gone(struct lease *ls, uint32_t part, uint64_t first)
 {
 	struct lpart *lp = &ls->p[part];
-	int rc = 0;
+	int rc;
 
-	while (lp->nx && lp->x[0].off < first && lp->x[0].s.state != S_FLIGHT && rc == 0)
-		rc = finish(ls, part, lp->x[0].off);
-	if (rc < 0 || lp->floor >= first)
-		return rc;
-	for (uint64_t o = lp->floor; o < lp->top && o < first; o++)
-		if (slot(lp, o)->state == S_FLIGHT)
-			return 0;	/* let the lease end first */
-	/* Everything below first is finished: move the window there. */
-	rc = stage(ls, J_ACK, part, lp->floor, (uint32_t)(first - lp->floor > UINT32_MAX ?
-							  UINT32_MAX : first - lp->floor));
-	if (rc < 0 || first - lp->floor > UINT32_MAX)
-		return rc;
+	if (lp->floor >= first)
+		return 0;
+	for (uint64_t o = lp->floor; o < lp->top && o < first; o++) {
+		const struct slot *s = slot(lp, o);
+
+		if (s->state == S_FLIGHT || (s->redriven && s->state != S_DONE))
+			return 0;
+	}
 	if (lp->top <= first) {
+		/* The whole window is gone: one BASE record, whatever the
+		 * distance (an ACK range would not replay past the window's
+		 * limit). */
+		rc = stage(ls, J_BASE, part, first, 0);
+		if (rc < 0)
+			return rc;
 		clear_window(lp, first);
 		recount(lp);	/* the redeliveries it held are gone too */
 		cg_advance(ls->g, part, lp->floor);
 	} else {
+		/* within the window: fewer than LEASE_WINDOW_MAX */
+		rc = stage(ls, J_ACK, part, lp->floor, (uint32_t)(first - lp->floor));
+		if (rc < 0)
+			return rc;
 		for (uint64_t o = lp->floor; o < first; o++) {
 			leave(lp, slot(lp, o));
 			slot(lp, o)->state = S_DONE;
@@ -637,7 +743,7 @@ static int take_part(struct lease *ls, struct take *tk, uint32_t part)
 	int rc = 0, full = 0;
 
 	part_stat(topic_part(ls->t, part), &st);
-	if (lp->floor < st.first || (lp->nx && lp->x[0].off < st.first)) {
+	if (lp->floor < st.first) {
 		rc = drop_gone(ls, part, st.first);
 		if (rc < 0)
 			return rc;
@@ -786,7 +892,9 @@ int lease_ready(struct lease *ls, uint64_t c)
 	int ready = 0;
 
 	pthread_mutex_lock(&ls->lock);
-	for (uint32_t part = 0; !ready && !ls->dead && part < n; part++)
+	/* A deleted group is "ready": the read that follows gets ENOENT. */
+	ready = ls->dead != 0;
+	for (uint32_t part = 0; !ready && part < n; part++)
 		ready = part_ready(ls, part, c, now) > 0;
 	pthread_mutex_unlock(&ls->lock);
 	return ready;
@@ -932,10 +1040,9 @@ static int ack_or_nack(struct lease *ls, const char *buf, size_t len, int nack)
 			rc = r;
 	}
 	pthread_mutex_unlock(&ls->lock);
-	if (rc == 0) {
-		topic_consumed(ls->t);
-		topic_ready(ls->t);
-	}
+	/* Even after an error: ENOMEM or EIO can come after some lines. */
+	topic_consumed(ls->t);
+	topic_ready(ls->t);
 	return rc;
 }
 
@@ -975,7 +1082,16 @@ int lease_commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
 		rc = -EINVAL;
 		goto out;
 	}
-	/* The journal first: replay must end at this offset even if the
+	/* Redriven messages that the commit replays or skips are done with
+	 * their letters. Files first: a crash before the BASE record leaves
+	 * redriven messages without letters, read from the partition. */
+	for (size_t i = 0; i < lp->nx; i++)
+		if (lp->x[i].off >= off)
+			drop_hidden(ls, part, lp->x[i].off);
+	for (uint64_t o = lp->floor; o < lp->top; o++)
+		if (slot(lp, o)->redriven && slot(lp, o)->state != S_DONE)
+			drop_hidden(ls, part, o);
+	/* The journal next: replay must end at this offset even if the
 	 * offsets file below never gets written. */
 	rc = stage(ls, J_BASE, part, off, 0);
 	if (rc == 0)
@@ -984,13 +1100,13 @@ int lease_commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
 		rc = cg_commit(ls->g, part, off, 0, end, durable(&cfg));
 	if (rc < 0)
 		goto out;
+	drop_extras_from(lp, off);
 	clear_window(lp, off);
 	lp->saved = off;
 	recount(lp);	/* redriven ones below stay as they are */
 out:
 	pthread_mutex_unlock(&ls->lock);
-	if (rc == 0)
-		topic_ready(ls->t);
+	topic_ready(ls->t);	/* even after an error: some of it may be done */
 	return rc;
 }
 
@@ -1007,6 +1123,7 @@ int lease_tick(struct lease *ls, int64_t now, uint64_t sync_ms, int64_t *next_ms
 	if (topic_cfg(ls->t, &cfg) < 0)
 		return 0;
 	pthread_mutex_lock(&ls->lock);
+	ls->sync_ms = sync_ms;
 	if (ls->dead) {
 		pthread_mutex_unlock(&ls->lock);
 		return 0;
@@ -1101,6 +1218,8 @@ int lease_dead_next(struct lease *ls, uint64_t after, struct dlq_entry *e)
 
 	pthread_mutex_lock(&ls->lock);
 	i = dlq_after(ls->dlq, after);
+	while (i < dlq_count(ls->dlq) && dlq_at(ls->dlq, i)->hidden)
+		i++;
 	if (!ls->dead && i < dlq_count(ls->dlq)) {
 		copy_entry(e, dlq_at(ls->dlq, i));
 		rc = 0;
@@ -1109,17 +1228,21 @@ int lease_dead_next(struct lease *ls, uint64_t after, struct dlq_entry *e)
 	return rc;
 }
 
-/* Index of the letter named or numbered; -1 if none. lock held. */
+/* Index of the letter named or numbered; -1 if none (or hidden: a
+ * redriven letter is not a dead letter any more). lock held. */
 static ssize_t dead_index(struct lease *ls, uint64_t id, const char *name)
 {
 	uint32_t part;
 	uint64_t off;
+	ssize_t i;
 
 	if (!name)
-		return dlq_find_id(ls->dlq, id);
-	if (dlq_parse_name(name, strlen(name), &part, &off) < 0)
-		return -1;
-	return dlq_find(ls->dlq, part, off);
+		i = dlq_find_id(ls->dlq, id);
+	else if (dlq_parse_name(name, strlen(name), &part, &off) < 0)
+		i = -1;
+	else
+		i = dlq_find(ls->dlq, part, off);
+	return i >= 0 && dlq_at(ls->dlq, (size_t)i)->hidden ? -1 : i;
 }
 
 int lease_dead_find(struct lease *ls, uint64_t id, const char *name,
@@ -1141,7 +1264,7 @@ int lease_dead_read(struct lease *ls, uint64_t id, char **text, size_t *len)
 	int rc;
 
 	pthread_mutex_lock(&ls->lock);
-	i = ls->dead ? -1 : dlq_find_id(ls->dlq, id);
+	i = ls->dead ? -1 : dead_index(ls, id, NULL);
 	rc = i < 0 ? -ENOENT : dlq_read(ls->dlq, (size_t)i, text, len);
 	pthread_mutex_unlock(&ls->lock);
 	return rc;
@@ -1166,12 +1289,24 @@ int lease_dead_remove(struct lease *ls, const char *name)
 static int revive(struct lease *ls, size_t i, int durable_)
 {
 	const struct dlq_entry *d = dlq_at(ls->dlq, i);
-	uint32_t part = d->part;
+	uint32_t part = d->part, rseq = (uint32_t)d->seq;
 	uint64_t off = d->off;
 	struct lpart *lp = &ls->p[part];
 	struct slot *s;
 	int rc;
 
+	if (part >= topic_nparts(ls->t))
+		return -EINVAL;	/* a letter copied in from elsewhere */
+	if (off >= lp->hwm) {
+		/* Not handed out since a rewind: it goes out as a new message
+		 * (unless acked ahead since: then it is new again). */
+		if (off < lp->top)
+			memset(slot(lp, off), 0, sizeof(struct slot));
+		rc = stage(ls, J_REDRIVE, part, off, 0);
+		if (rc == 0)
+			rc = journal_flush(ls, durable_, 1);
+		return rc < 0 ? rc : dlq_remove(ls->dlq, i, durable_);
+	}
 	if (off < lp->floor) {
 		struct extra *e;
 
@@ -1180,25 +1315,22 @@ static int revive(struct lease *ls, size_t i, int durable_)
 			return rc;
 		s = &e->s;
 	} else {
-		rc = widen(lp, off + 1);
-		if (rc < 0)
-			return rc;
 		s = slot(lp, off);
-		if (lp->hwm <= off)
-			lp->hwm = off + 1;	/* covered by REDRIVE, not HWM */
+		if (s->state != S_DONE)	/* out again after a rewind anyway */
+			return dlq_remove(ls->dlq, i, durable_);
 	}
 	leave(lp, s);
 	memset(s, 0, sizeof(*s));
 	s->state = S_RETRY;
 	s->redriven = 1;
+	s->rseq = rseq;
 	lp->waiting++;
-	rc = stage(ls, J_REDRIVE, part, off, 0);
-	/* The journal first, then the file: a crash in between finds both,
-	 * and the journal's REDRIVE wins (lease_open). */
+	/* The letter stays, hidden: it holds the line until the message is
+	 * finished again, whatever retention does to the partition. */
+	dlq_set_hidden(ls->dlq, i, 1);
+	rc = stage(ls, J_REDRIVE, part, off, rseq);
 	if (rc == 0)
 		rc = journal_flush(ls, durable_, 1);
-	if (rc == 0)
-		rc = dlq_remove(ls->dlq, i, durable_);
 	return rc;
 }
 
@@ -1241,7 +1373,8 @@ int lease_redrive(struct lease *ls, const char *buf, size_t len)
 			continue;
 		}
 		if (dlq_parse_name(s, (size_t)(e - s), &part, &off) < 0 ||
-		    (i = dlq_find(ls->dlq, part, off)) < 0) {
+		    (i = dlq_find(ls->dlq, part, off)) < 0 ||
+		    dlq_at(ls->dlq, (size_t)i)->hidden) {
 			rc = -EINVAL;
 			break;
 		}
@@ -1251,7 +1384,8 @@ int lease_redrive(struct lease *ls, const char *buf, size_t len)
 	if (rc < 0)
 		goto out;
 	if (all)
-		memset(sel, 1, dlq_count(ls->dlq));
+		for (size_t i = 0; i < dlq_count(ls->dlq); i++)
+			sel[i] = !dlq_at(ls->dlq, i)->hidden;
 	/* Back to the group in their original order: by partition and
 	 * offset, which is the order hand-outs take them in anyway. Going
 	 * from the end keeps the indexes of the rest valid. */
@@ -1261,8 +1395,7 @@ int lease_redrive(struct lease *ls, const char *buf, size_t len)
 out:
 	free(sel);
 	pthread_mutex_unlock(&ls->lock);
-	if (rc == 0)
-		topic_ready(ls->t);
+	topic_ready(ls->t);
 	return rc;
 }
 
@@ -1325,12 +1458,12 @@ static int compact(struct lease *ls, int durable_)
 			if (s->state == S_DONE)
 				continue;
 			if (s->redriven)
-				rc = stage(ls, J_REDRIVE, part, o, 0);
+				rc = stage(ls, J_REDRIVE, part, o, s->rseq);
 			if (rc == 0 && s->deliveries != (s->redriven ? 0u : 1u))
 				rc = stage(ls, J_DLV, part, o, s->deliveries);
 		}
 		for (size_t i = 0; i < lp->nx && rc == 0; i++) {
-			rc = stage(ls, J_REDRIVE, part, lp->x[i].off, 0);
+			rc = stage(ls, J_REDRIVE, part, lp->x[i].off, lp->x[i].s.rseq);
 			if (rc == 0 && lp->x[i].s.deliveries)
 				rc = stage(ls, J_DLV, part, lp->x[i].off, lp->x[i].s.deliveries);
 		}
@@ -1341,8 +1474,10 @@ static int compact(struct lease *ls, int durable_)
 	}
 	if (rc == 0)
 		rc = open_journal(ls);
-	if (rc == 0)
+	if (rc == 0) {
 		ls->dirty_since = 0;
+		ls->jcompact = ls->jbytes;
+	}
 	ls->jn = 0;
 	return rc;
 }
@@ -1368,6 +1503,32 @@ static void clamp(struct lpart *lp, uint64_t next)
 		lp->hwm = next;
 }
 
+/* Replay finished a redriven message: its letter may still be there if the
+ * crash came between the ACK and the unlink. Remember it for lease_open. */
+static void note_finished_redrive(struct lease *ls, uint32_t part, uint64_t off,
+				  uint32_t rseq)
+{
+	if (ls->nfin == ls->finc) {
+		size_t cap = ls->finc ? ls->finc * 2 : 16;
+		struct jrec *nf = realloc(ls->fin, cap * sizeof(*nf));
+
+		if (!nf)
+			return;	/* the letter then shows as dead again: not lost */
+		ls->fin = nf;
+		ls->finc = cap;
+	}
+	ls->fin[ls->nfin++] = (struct jrec){ .part = (uint16_t)part, .off = off, .n = rseq };
+}
+
+static int was_finished_redrive(const struct lease *ls, const struct dlq_entry *d)
+{
+	for (size_t i = 0; i < ls->nfin; i++)
+		if (ls->fin[i].part == d->part && ls->fin[i].off == d->off &&
+		    ls->fin[i].n == (uint32_t)d->seq)
+			return 1;
+	return 0;
+}
+
 /* Apply one journal record. lock held (or not yet shared). */
 static int replay(struct lease *ls, const struct jrec *r, uint32_t n)
 {
@@ -1380,6 +1541,7 @@ static int replay(struct lease *ls, const struct jrec *r, uint32_t n)
 	lp = &ls->p[r->part];
 	switch (r->type) {
 	case J_BASE:
+		drop_extras_from(lp, r->off);
 		clear_window(lp, r->off);
 		break;
 	case J_HWM:
@@ -1406,35 +1568,42 @@ static int replay(struct lease *ls, const struct jrec *r, uint32_t n)
 			if (o < lp->floor) {
 				struct extra *e = find_extra(lp, o);
 
-				if (e)
+				if (e) {
+					note_finished_redrive(ls, r->part, o, e->s.rseq);
 					drop_extra(lp, e);
+				}
 				continue;
 			}
 			rc = widen(lp, o + 1);
 			if (rc == 0) {
-				slot(lp, o)->state = S_DONE;
-				slot(lp, o)->redriven = 0;
+				s = slot(lp, o);
+				if (s->redriven && s->state != S_DONE)
+					note_finished_redrive(ls, r->part, o, s->rseq);
+				s->state = S_DONE;
+				s->redriven = 0;
 			}
 		}
 		if (rc == 0)
 			advance(ls, r->part);
 		break;
 	case J_REDRIVE:
-		if (r->off < lp->floor) {
+		s = NULL;
+		if (r->off >= lp->hwm) {	/* new again (revive) */
+			if (r->off < lp->top)
+				memset(slot(lp, r->off), 0, sizeof(struct slot));
+		} else if (r->off < lp->floor) {
 			struct extra *e;
 
 			rc = add_extra(lp, r->off, &e);
 			s = rc == 0 ? &e->s : NULL;
 		} else {
-			rc = widen(lp, r->off + 1);
-			s = rc == 0 ? slot(lp, r->off) : NULL;
-			if (s && lp->hwm <= r->off)
-				lp->hwm = r->off + 1;
+			s = slot(lp, r->off);
 		}
 		if (s) {
 			memset(s, 0, sizeof(*s));
 			s->state = S_RETRY;
 			s->redriven = 1;
+			s->rseq = r->n;
 		}
 		break;
 	default:
@@ -1467,9 +1636,15 @@ static int load_journal(struct lease *ls, uint32_t nparts)
 	/* BASE records move floors back without telling the group */
 	for (uint32_t part = 0; part < nparts; part++)
 		cg_advance(ls->g, part, ls->p[part].floor);
-	if (rc == 0 && pos != ls->jbytes)
+	if (rc == 0 && pos != ls->jbytes) {
+		/* Cut it, so that records appended later are read back
+		 * (shrinking needs no free space). */
 		fprintf(stderr, "mqfs: %s/" JOURNAL ": cut at byte %llu of %llu (torn tail)\n",
 			ls->dir, (unsigned long long)pos, (unsigned long long)ls->jbytes);
+		rc = io_truncate(ls->jfd, (off_t)pos);
+		if (rc == 0)
+			ls->jbytes = pos;
+	}
 	return rc;
 }
 
@@ -1489,6 +1664,7 @@ int lease_open(struct topic *t, struct cg *g, const char *dir,
 	ls->g = g;
 	ls->jfd = -1;
 	ls->announced = INT64_MAX;
+	ls->sync_ms = 10;	/* until lease_tick says */
 	rc = snprintf(ls->dir, sizeof(ls->dir), "%s", dir) >= (int)sizeof(ls->dir) ?
 	     -ENAMETOOLONG : 0;
 	for (uint32_t part = 0; part < MQ_MAX_PARTITIONS; part++) {
@@ -1503,31 +1679,39 @@ int lease_open(struct topic *t, struct cg *g, const char *dir,
 		rc = dlq_open(ddir, &ls->dlq);
 	if (rc < 0)
 		goto out_free;
+	for (uint32_t part = 0; part < n; part++) {
+		struct part_stat st;
+
+		part_stat(topic_part(t, part), &st);
+		clamp(&ls->p[part], st.next);
+		cg_advance(g, part, ls->p[part].floor);
+	}
 	for (size_t i = 0; i < dlq_count(ls->dlq); i++) {
 		const struct dlq_entry *d = dlq_at(ls->dlq, i);
 		struct slot *s = d->part < n ? find(&ls->p[d->part], d->off) : NULL;
 
 		dlq_set_id(ls->dlq, i, topic_dead_id(t));
-		if (!s || s->state == S_DONE)
-			continue;
-		if (s->redriven) {
-			/* redriven, and the crash came before the unlink */
+		if (was_finished_redrive(ls, d)) {
+			/* redriven, acked, and the crash came before the unlink */
 			rc = dlq_remove(ls->dlq, i--, durable(&cfg));
+		} else if (!s || s->state == S_DONE) {
+			continue;	/* dead, as it says */
+		} else if (s->redriven && s->rseq == (uint32_t)d->seq) {
+			dlq_set_hidden(ls->dlq, i, 1);	/* redriven: it holds the line */
 		} else {
-			/* dead-lettered, and the crash came before the ack */
+			/* dead-lettered (again), and the crash came before the ack */
+			s->redriven = 0;
 			rc = finish(ls, d->part, d->off);
 			advance(ls, d->part);
 		}
 		if (rc < 0)
 			goto out_free;
 	}
-	ls->jn = 0;	/* the compaction below records all of it */
+	free(ls->fin);
+	ls->fin = NULL;
 	for (uint32_t part = 0; part < n; part++) {
 		struct lpart *lp = &ls->p[part];
-		struct part_stat st;
 
-		part_stat(topic_part(t, part), &st);
-		clamp(lp, st.next);
 		recount(lp);
 		/* Leases died with the last run: what was leased is
 		 * available now, and what used its last delivery is dead. */
@@ -1549,13 +1733,20 @@ int lease_open(struct topic *t, struct cg *g, const char *dir,
 		}
 		advance(ls, part);
 	}
-	ls->jn = 0;
-	rc = compact(ls, durable(&cfg));
+	/* What the checks above changed, then a compacted journal. Neither
+	 * may keep the mount from coming up (a full disk is when consumers
+	 * are needed most): without them leases answer EIO, or go on with
+	 * the journal as it was. */
+	rc = journal_flush(ls, durable(&cfg), 0);
+	if (rc == 0)
+		rc = compact(ls, durable(&cfg));
 	if (rc < 0)
-		goto out_free;
+		fprintf(stderr, "mqfs: %s/" JOURNAL ": not compacted (%s)%s\n", ls->dir,
+			strerror(-rc), ls->err ? "; leases stop until remount" : "");
 	*out = ls;
 	return 0;
 out_free:
+	free(ls->fin);
 	dlq_free(ls->dlq);
 	if (ls->jfd >= 0)
 		close(ls->jfd);

@@ -328,6 +328,7 @@ static void write_once(struct prod *pr, const char *buf, size_t len,
 	struct cfg_topic c;
 	struct scratch *s;
 	uint32_t n;
+	uint64_t any;
 
 	memset(rq->touched, 0, sizeof(rq->touched));
 	rc = topic_cfg(pr->t, &c);
@@ -457,9 +458,14 @@ out_err:
 	/* A write whose lines went to several partitions can fail after some
 	 * of them were appended: those stay (at-least-once; a retry may repeat
 	 * them) and count for close()'s error report. */
-	for (size_t i = 0; i < MQ_MAX_PARTITIONS / 64; i++)
+	any = 0;
+	for (size_t i = 0; i < MQ_MAX_PARTITIONS / 64; i++) {
 		pr->wrote[i] |= rq->touched[i];
+		any |= rq->touched[i];
+	}
 	pthread_mutex_unlock(&pr->lock);
+	if (any)
+		topic_ready(pr->t);	/* they are visible: wake consumers */
 	finish(rq, rc);
 }
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 struct args {
@@ -68,6 +69,21 @@ static void usage(const char *prog)
 		"unmount: fusermount3 -u MOUNTPOINT\n", prog);
 }
 
+/*
+ * Every segment keeps two descriptors open and every group its journal:
+ * a server's soft limit of 1024 is reached by a few hundred groups or
+ * partitions. Take what the hard limit allows.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -95,6 +111,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "mqfs: %s: %s\n", a.data_dir, strerror(errno));
 		goto out_args;
 	}
+	raise_fd_limit();
 	rc = mq_open(dir, &a.node, &m);
 	if (rc < 0) {
 		fprintf(stderr, "mqfs: %s: %s\n", dir,

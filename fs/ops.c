@@ -1247,6 +1247,9 @@ static int write_lines(struct fh *h, const char *buf, size_t size)
 	char *joined = NULL, *kept;
 	int rc = 0;
 
+	/* Checked first: a failing write applies nothing. */
+	if ((whole ? 0 : h->line_len) + tail > LINE_MAX_KEPT)
+		return -EINVAL;	/* no id or reason is this long */
 	if (whole && h->line_len) {
 		/* rare: only where a line was cut */
 		joined = malloc(h->line_len + whole);
@@ -1265,11 +1268,9 @@ static int write_lines(struct fh *h, const char *buf, size_t size)
 		h->line_len = 0;
 	if (!tail)
 		return 0;
-	if (h->line_len + tail > LINE_MAX_KEPT)
-		return -EINVAL;	/* no id or reason is this long */
 	kept = realloc(h->line, h->line_len + tail);
 	if (!kept)
-		return -ENOMEM;
+		return -ENOMEM;	/* the whole lines are applied: so be it */
 	memcpy(kept + h->line_len, buf + whole, tail);
 	h->line = kept;
 	h->line_len += tail;

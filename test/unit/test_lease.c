@@ -472,8 +472,105 @@ static void lease_retention_finishes_what_it_deleted(void)
 	env_close(&e);
 }
 
+static void lease_redriven_letter_outlives_retention(void)
+{
+	const char *dir = datadir();
+	struct dlq_entry d;
+	struct lease_stat st;
+	struct env e;
+
+	env_open(&e, dir, "partitions=1,max_deliveries=1,retry_backoff_ms=0");
+	put(&e, 0, "important\nx\n");
+	CHECK(!strcmp(take(&e, 1, 1), "0:0\timportant\n"));
+	CHECK_EQ(nack(&e, "0:0 bug"), 0);		/* dead */
+	CHECK(!strcmp(take(&e, 1, 1), "0:1\tx\n"));
+	CHECK_EQ(ack(&e, "0:1"), 0);
+	/* retention deletes the partition's copy of it */
+	CHECK(part_retain(topic_part(e.t, 0), mq_now_ms() + 10000, 1, 0, 0) > 0);
+	CHECK_EQ(lease_redrive(e.ls, "0:0\n", 4), 0);
+	CHECK_EQ(lease_dead_next(e.ls, 0, &d), -ENOENT);	/* not listed */
+	stat_of(&e, 0, &st);
+	CHECK_EQ(st.dead, 0);
+	CHECK_EQ(st.retry, 1);
+	const char *img = image(dir);		/* a crash image, for later */
+	CHECK(!strcmp(take(&e, 2, 10), "0:0\timportant\n"));
+	CHECK_EQ(ack(&e, "0:0"), 0);
+	CHECK(!strcmp(take(&e, 2, 10), ""));
+	stat_of(&e, 0, &st);
+	CHECK_EQ(st.retry + st.in_flight + st.dead, 0);
+	env_close(&e);
+	/* the image still has it pending, from its letter */
+	env_open(&e, img, NULL);
+	CHECK(!strcmp(take(&e, 3, 10), "0:0\timportant\n"));
+	CHECK_EQ(nack(&e, "0:0 again"), 0);	/* dead again: one letter */
+	CHECK_EQ(lease_dead_find(e.ls, 0, "0:0", &d), 0);
+	CHECK(!strcmp(d.reason, "again"));
+	CHECK_EQ(lease_dead_next(e.ls, d.id, &d), -ENOENT);
+	env_close(&e);
+}
+
+static void lease_rewind_and_redrive_neither_duplicate_nor_stall(void)
+{
+	const char *dir = datadir();
+	struct lease_stat st;
+	struct dlq_entry d;
+	struct env e;
+
+	env_open(&e, dir, "partitions=1,max_deliveries=1");
+	put(&e, 0, "m0\nm1\nm2\nm3\nm4\n");
+	CHECK(!strcmp(take(&e, 1, 4), "0:0\tm0\n0:1\tm1\n0:2\tm2\n0:3\tm3\n"));
+	CHECK_EQ(ack(&e, "0:1\n0:2"), 0);
+	CHECK_EQ(nack(&e, "0:0\n0:3"), 0);		/* both dead */
+	CHECK_EQ(lease_redrive(e.ls, "0:0", 3), 0);	/* below the floor */
+	CHECK_EQ(lease_commit(e.ls, 0, 0, 0, 5), 0);	/* rewind: replays 0:0 too */
+	CHECK_EQ(lease_redrive(e.ls, "0:3", 3), 0);	/* not handed out since */
+	CHECK(!strcmp(take(&e, 2, 10), "0:0\tm0\n0:1\tm1\n0:2\tm2\n0:3\tm3\n0:4\tm4\n"));
+	CHECK_EQ(ack(&e, "0:0\n0:1\n0:2\n0:3\n0:4"), 0);
+	CHECK_EQ(cg_committed(e.g, 0), 5);
+	stat_of(&e, 0, &st);
+	CHECK_EQ(st.in_flight + st.retry + st.dead, 0);
+	CHECK_EQ(lease_dead_next(e.ls, 0, &d), -ENOENT);
+	const char *img = image(dir);
+	env_close(&e);
+	env_open(&e, img, NULL);
+	CHECK_EQ(cg_committed(e.g, 0), 5);
+	CHECK(!strcmp(take(&e, 3, 10), ""));
+	env_close(&e);
+}
+
+static void lease_retention_past_a_whole_window_replays(void)
+{
+	const char *dir = datadir();
+	size_t n = (LEASE_WINDOW_MAX + 1000) * 2;
+	char *lines = malloc(n + 1);
+	struct env e;
+
+	for (size_t i = 0; i < n; i += 2)
+		memcpy(lines + i, "x\n", 2);
+	lines[n] = '\0';
+	env_open(&e, dir, "partitions=1,segment_bytes=1048576");
+	put(&e, 0, lines);
+	free(lines);
+	CHECK(!strcmp(take(&e, 1, 1), "0:0\tx\n"));
+	CHECK_EQ(ack(&e, "0:0"), 0);
+	CHECK(part_retain(topic_part(e.t, 0), mq_now_ms() + 10000, 1, 0, 0) > 0);
+	put(&e, 0, "after\n");
+	CHECK(!strcmp(take(&e, 2, 1), "0:1049576\tafter\n"));
+	CHECK_EQ(cg_committed(e.g, 0), LEASE_WINDOW_MAX + 1000);
+	CHECK_EQ(ack(&e, "0:1049576"), 0);
+	const char *img = image(dir);
+	env_close(&e);
+	env_open(&e, img, NULL);
+	CHECK_EQ(cg_committed(e.g, 0), LEASE_WINDOW_MAX + 1001);
+	CHECK(!strcmp(take(&e, 3, 10), ""));
+	env_close(&e);
+}
+
 int main(void)
 {
+	RUN(lease_redriven_letter_outlives_retention);
+	RUN(lease_rewind_and_redrive_neither_duplicate_nor_stall);
+	RUN(lease_retention_past_a_whole_window_replays);
 	RUN(lease_retention_finishes_what_it_deleted);
 	RUN(lease_hands_out_in_order_and_acks_move_the_committed_offset);
 	RUN(lease_takes_whole_records_up_to_the_size_asked);
