@@ -26,7 +26,10 @@
  *     max_deliveries times (0 = never); then it is dead-lettered (dlq.h).
  *   - Redrive: a dead letter handed back (lease_redrive) is pending again
  *     with its count reset, even when the committed offset has moved past
- *     it; it goes out before the later messages of its partition.
+ *     it; it goes out before the later messages of its partition. Its file
+ *     stays, hidden, and the message is handed out from it until it is
+ *     finished again, so retention cannot lose it meanwhile. A commit
+ *     through offsets/P that replays it forgets the redrive instead.
  *
  * Durability: a journal of fixed-size records (the format is specified in
  * lease.c) records every hand-out, ack and redrive before the call returns,
