@@ -1286,7 +1286,13 @@ int lease_dead_remove(struct lease *ls, const char *name)
 }
 
 /* Make the dead letter at index i pending again. lock held. */
-static int revive(struct lease *ls, size_t i, int durable_)
+/*
+ * Make the dead letter at index i pending again; the caller flushes the
+ * journal. Returns 1 if its file is to be removed after that flush (the
+ * message goes out from the partition), 0 if it stays hidden, -errno.
+ * lock held.
+ */
+static int revive(struct lease *ls, size_t i)
 {
 	const struct dlq_entry *d = dlq_at(ls->dlq, i);
 	uint32_t part = d->part, rseq = (uint32_t)d->seq;
@@ -1303,9 +1309,7 @@ static int revive(struct lease *ls, size_t i, int durable_)
 		if (off < lp->top)
 			memset(slot(lp, off), 0, sizeof(struct slot));
 		rc = stage(ls, J_REDRIVE, part, off, 0);
-		if (rc == 0)
-			rc = journal_flush(ls, durable_, 1);
-		return rc < 0 ? rc : dlq_remove(ls->dlq, i, durable_);
+		return rc < 0 ? rc : 1;
 	}
 	if (off < lp->floor) {
 		struct extra *e;
@@ -1317,7 +1321,7 @@ static int revive(struct lease *ls, size_t i, int durable_)
 	} else {
 		s = slot(lp, off);
 		if (s->state != S_DONE)	/* out again after a rewind anyway */
-			return dlq_remove(ls->dlq, i, durable_);
+			return 1;
 	}
 	leave(lp, s);
 	memset(s, 0, sizeof(*s));
@@ -1328,18 +1332,14 @@ static int revive(struct lease *ls, size_t i, int durable_)
 	/* The letter stays, hidden: it holds the line until the message is
 	 * finished again, whatever retention does to the partition. */
 	dlq_set_hidden(ls->dlq, i, 1);
-	rc = stage(ls, J_REDRIVE, part, off, rseq);
-	if (rc == 0)
-		rc = journal_flush(ls, durable_, 1);
-	return rc;
+	return stage(ls, J_REDRIVE, part, off, rseq);
 }
 
 int lease_redrive(struct lease *ls, const char *buf, size_t len)
 {
 	struct cfg_topic cfg;
 	const char *p = buf, *end = buf + len;
-	size_t nsel = 0;
-	int all = 0, rc = topic_cfg(ls->t, &cfg);
+	int all = 0, r, rc = topic_cfg(ls->t, &cfg);
 	uint8_t *sel = NULL;
 
 	if (rc < 0)
@@ -1378,7 +1378,6 @@ int lease_redrive(struct lease *ls, const char *buf, size_t len)
 			rc = -EINVAL;
 			break;
 		}
-		nsel += !sel[i];
 		sel[i] = 1;
 	}
 	if (rc < 0)
@@ -1389,9 +1388,23 @@ int lease_redrive(struct lease *ls, const char *buf, size_t len)
 	/* Back to the group in their original order: by partition and
 	 * offset, which is the order hand-outs take them in anyway. Going
 	 * from the end keeps the indexes of the rest valid. */
-	for (size_t i = dlq_count(ls->dlq); i-- > 0 && rc == 0;)
-		if (sel[i])
-			rc = revive(ls, i, durable(&cfg));
+	for (size_t i = dlq_count(ls->dlq); i-- > 0 && rc >= 0;) {
+		if (!sel[i])
+			continue;
+		rc = revive(ls, i);
+		sel[i] = rc == 1 ? 2 : 1;
+	}
+	/* One journal write for all of them (they changed memory even if one
+	 * failed), synced: then the files that are done with. */
+	r = journal_flush(ls, durable(&cfg), 1);
+	rc = rc < 0 ? rc : r;
+	for (size_t i = dlq_count(ls->dlq); i-- > 0 && r == 0;)
+		if (sel[i] == 2) {
+			int x = dlq_remove(ls->dlq, i, durable(&cfg));
+
+			if (x < 0 && rc == 0)
+				rc = x;
+		}
 out:
 	free(sel);
 	pthread_mutex_unlock(&ls->lock);
