@@ -26,7 +26,72 @@ struct dlq {
 	struct dlq_entry **v;		/* owned, sorted by seq */
 	size_t n, cap;
 	uint64_t next_seq;
+	/* (part, off) -> entry, open addressing: acks and hand-outs of
+	 * redriven messages look their letters up by id, and a scan of
+	 * thousands of letters per message was the cost. Borrowed pointers;
+	 * TOMB marks a removed one. */
+	struct dlq_entry **ht;
+	size_t hcap, hfill;		/* hcap a power of two; hfill incl. TOMB */
 };
+
+static struct dlq_entry tomb_entry;
+#define TOMB (&tomb_entry)
+
+static size_t h_slot(const struct dlq *d, uint32_t part, uint64_t off)
+{
+	uint64_t k = (off ^ ((uint64_t)part << 40)) * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(k >> 20) & (d->hcap - 1);
+}
+
+static int h_put(struct dlq *d, struct dlq_entry *e);
+
+static int h_grow(struct dlq *d)
+{
+	size_t cap = d->hcap ? d->hcap : 64;
+	struct dlq_entry **old = d->ht;
+	size_t oldcap = d->hcap;
+
+	while (cap < 4 * (d->n + 1))
+		cap *= 2;
+	d->ht = calloc(cap, sizeof(*d->ht));
+	if (!d->ht) {
+		d->ht = old;
+		return -ENOMEM;
+	}
+	d->hcap = cap;
+	d->hfill = 0;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i] && old[i] != TOMB)
+			(void)h_put(d, old[i]);
+	free(old);
+	return 0;
+}
+
+static int h_put(struct dlq *d, struct dlq_entry *e)
+{
+	size_t i;
+
+	if (2 * (d->hfill + 1) > d->hcap && h_grow(d) < 0)
+		return -ENOMEM;
+	for (i = h_slot(d, e->part, e->off); d->ht[i] && d->ht[i] != TOMB;
+	     i = (i + 1) & (d->hcap - 1))
+		;
+	if (!d->ht[i])
+		d->hfill++;
+	d->ht[i] = e;
+	return 0;
+}
+
+static struct dlq_entry **h_find(const struct dlq *d, uint32_t part, uint64_t off)
+{
+	if (!d->hcap)
+		return NULL;
+	for (size_t i = h_slot(d, part, off); d->ht[i]; i = (i + 1) & (d->hcap - 1))
+		if (d->ht[i] != TOMB && d->ht[i]->part == part && d->ht[i]->off == off)
+			return &d->ht[i];
+	return NULL;
+}
 
 int dlq_parse_name(const char *s, size_t len, uint32_t *part, uint64_t *off)
 {
@@ -71,10 +136,24 @@ static int push(struct dlq *d, struct dlq_entry *e)
 		d->v = nv;
 		d->cap = cap;
 	}
+	if (h_put(d, e) < 0)
+		return -ENOMEM;
 	d->v[d->n++] = e;
 	if (e->seq >= d->next_seq)
 		d->next_seq = e->seq + 1;
 	return 0;
+}
+
+/* Drop entry i from the list and the table, and free it. */
+static void drop(struct dlq *d, size_t i)
+{
+	struct dlq_entry **h = h_find(d, d->v[i]->part, d->v[i]->off);
+
+	if (h)
+		*h = TOMB;
+	free(d->v[i]);
+	memmove(d->v + i, d->v + i + 1, (d->n - i - 1) * sizeof(*d->v));
+	d->n--;
 }
 
 /* Read and parse the header of dir/name into *e. */
@@ -183,6 +262,7 @@ void dlq_free(struct dlq *d)
 	for (size_t i = 0; i < d->n; i++)
 		free(d->v[i]);
 	free(d->v);
+	free(d->ht);
 	free(d);
 }
 
@@ -193,10 +273,9 @@ void dlq_set_id(struct dlq *d, size_t i, uint64_t id) { d->v[i]->id = id; }
 
 ssize_t dlq_find(const struct dlq *d, uint32_t part, uint64_t off)
 {
-	for (size_t i = 0; i < d->n; i++)
-		if (d->v[i]->part == part && d->v[i]->off == off)
-			return (ssize_t)i;
-	return -1;
+	struct dlq_entry **h = h_find(d, part, off);
+
+	return h ? dlq_find_id(d, (*h)->id) : -1;
 }
 
 size_t dlq_after(const struct dlq *d, uint64_t id)
@@ -275,11 +354,8 @@ int dlq_add(struct dlq *d, const struct dlq_entry *e, const char *line,
 		/* the file was replaced: so is an older entry of that name */
 		ssize_t old = dlq_find(d, e->part, e->off);
 
-		if (old >= 0) {
-			free(d->v[old]);
-			memmove(d->v + old, d->v + old + 1, (d->n - (size_t)old - 1) * sizeof(*d->v));
-			d->n--;
-		}
+		if (old >= 0)
+			drop(d, (size_t)old);
 		rc = push(d, c);
 	}
 	if (rc < 0) {
@@ -299,9 +375,7 @@ int dlq_remove(struct dlq *d, size_t i, int durable)
 		return -errno;
 	if (durable)
 		(void)io_sync_dir(d->dir);
-	free(d->v[i]);
-	memmove(d->v + i, d->v + i + 1, (d->n - i - 1) * sizeof(*d->v));
-	d->n--;
+	drop(d, i);
 	return 0;
 }
 

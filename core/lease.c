@@ -18,6 +18,11 @@
  *              (one delivery, unless a DLV record says otherwise)
  *     DLV      message `offset` has been delivered `n` times
  *     ACK      messages [offset, offset + n) are finished
+ *     DEAD     message `offset` is being dead-lettered as the letter whose
+ *              seq has the low 32 bits `n` (written before the letter, and
+ *              followed by ACK: a letter whose message replays as not
+ *              finished is one of a crash in between only if DEAD says so;
+ *              any other is an old letter of a message a rewind replays)
  *     REDRIVE  message `offset` is pending again, no deliveries yet; `n` is
  *              the low 32 bits of its dead letter's seq: that file, kept
  *              hidden, holds the line until the message is finished again
@@ -61,7 +66,7 @@
 #define JOURNAL_MAX (4u << 20)
 #define REC 24
 
-enum { J_BASE = 1, J_HWM, J_DLV, J_ACK, J_REDRIVE };
+enum { J_BASE = 1, J_HWM, J_DLV, J_ACK, J_REDRIVE, J_DEAD };
 
 struct jrec {
 	uint8_t type;
@@ -84,6 +89,8 @@ struct slot {
 	uint8_t state;
 	uint8_t redriven;	/* handed back from the DLQ since its last ack:
 				 * its hidden letter holds the line */
+	uint8_t dying;		/* replay only: a DEAD record with seq dseq */
+	uint32_t dseq;
 };
 
 struct extra {
@@ -116,6 +123,7 @@ struct lease {
 	uint64_t jcompact;		/* jbytes right after the last compaction */
 	uint64_t sync_ms;		/* the node's, as lease_tick last said */
 	int dead;			/* -ENOENT once the group is deleted */
+	int durable;			/* sync != none, as the last call saw it */
 	int err;			/* sticky journal write error */
 	int64_t dirty_since;		/* first record not yet synced; 0 = none */
 	int64_t announced;		/* earliest deadline the janitor knows of */
@@ -384,7 +392,7 @@ static void drop_hidden(struct lease *ls, uint32_t part, uint64_t off)
 	ssize_t i = hidden_letter(ls, part, off);
 
 	if (i >= 0)
-		(void)dlq_remove(ls->dlq, (size_t)i, 1);
+		(void)dlq_remove(ls->dlq, (size_t)i, ls->durable);
 }
 
 /* The message is finished: acked, dead-lettered, or gone by retention. */
@@ -484,6 +492,13 @@ static int read_one(struct lease *ls, uint32_t part, uint64_t off, const struct 
 	}
 	d = dlq_at(ls->dlq, (size_t)i);
 	rc = dlq_read(ls->dlq, (size_t)i, &text, &len);
+	if (rc == -ENOENT) {
+		/* Someone removed the file in DATA_DIR: the partition's copy,
+		 * if retention left it, is all there is. */
+		(void)dlq_remove(ls->dlq, (size_t)i, 0);
+		rc = read_msgs(ls, part, off, 1);
+		return rc == 0 ? -EIO : rc;
+	}
 	if (rc < 0)
 		return rc;
 	if (len > ls->scap) {
@@ -531,8 +546,13 @@ static int bury(struct lease *ls, const struct cfg_topic *c, uint32_t part,
 	e.deliveries = s->deliveries;
 	e.len = ls->msgs[0].len;
 	snprintf(e.reason, sizeof(e.reason), "%s", reason);
-	/* A redriven message's hidden letter is replaced by the new one. */
-	rc = dlq_add(ls->dlq, &e, ls->msgs[0].line, durable(c));
+	/* DEAD first (see the format), then the letter, then ACK. A redriven
+	 * message's hidden letter is replaced by the new one. */
+	rc = stage(ls, J_DEAD, part, off, (uint32_t)e.seq);
+	if (rc == 0)
+		rc = journal_flush(ls, durable(c), 0);
+	if (rc == 0)
+		rc = dlq_add(ls->dlq, &e, ls->msgs[0].line, durable(c));
 	if (rc < 0) {
 		fprintf(stderr, "mqfs: %s/dlq: %u:%llu not dead-lettered: %s\n", ls->dir,
 			part, (unsigned long long)off, strerror(-rc));
@@ -842,6 +862,7 @@ ssize_t lease_take(struct lease *ls, uint64_t c, size_t want, uint32_t max,
 	tk.cfg = &cfg;
 	tk.now = mq_mono_ms();
 	pthread_mutex_lock(&ls->lock);
+	ls->durable = durable(&cfg);
 	rc = ls->dead ? ls->dead : ls->err;
 	n = topic_nparts(ls->t);
 	for (uint32_t k = 0; rc == 0 && k < n && tk.n < tk.max; k++) {
@@ -1028,6 +1049,7 @@ static int ack_or_nack(struct lease *ls, const char *buf, size_t len, int nack)
 		return rc;
 	a.now = mq_mono_ms();
 	pthread_mutex_lock(&ls->lock);
+	ls->durable = durable(&cfg);
 	rc = ls->dead ? ls->dead : ls->err;
 	if (rc == 0)
 		rc = each_line(buf, len, apply_line, &a);
@@ -1063,6 +1085,10 @@ int lease_commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
 {
 	struct cfg_topic cfg;
 	struct lpart *lp = &ls->p[part];
+	struct extra *keep = NULL;
+	struct part_stat st;
+	size_t nkeep = 0;
+	uint64_t eff;
 	int rc = topic_cfg(ls->t, &cfg);
 
 	if (rc < 0)
@@ -1082,29 +1108,62 @@ int lease_commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
 		rc = -EINVAL;
 		goto out;
 	}
-	/* Redriven messages that the commit replays or skips are done with
-	 * their letters. Files first: a crash before the BASE record leaves
-	 * redriven messages without letters, read from the partition. */
+	ls->durable = durable(&cfg);
+	/* The leases start over at the first message the partition still
+	 * holds: below it there is nothing to replay, and a redriven message
+	 * down there lives in its letter only, so it must stay redriven
+	 * (below the window) rather than be left to a partition that lost
+	 * it. The offsets file says off all the same; both mean "from the
+	 * first retained message". */
+	part_stat(topic_part(ls->t, part), &st);
+	eff = off < st.first ? st.first : off;
+	for (uint64_t o = lp->floor; o < lp->top && o < eff; o++)
+		nkeep += slot(lp, o)->redriven && slot(lp, o)->state != S_DONE;
+	if (nkeep && !(keep = malloc(nkeep * sizeof(*keep)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	nkeep = 0;
+	for (uint64_t o = lp->floor; o < lp->top && o < eff; o++)
+		if (slot(lp, o)->redriven && slot(lp, o)->state != S_DONE)
+			keep[nkeep++] = (struct extra){ .off = o, .s = *slot(lp, o) };
+	/* Redriven messages that the commit replays (or skips) from the
+	 * partition are done with their letters. Files first: a crash before
+	 * the BASE record leaves redriven messages without letters, read
+	 * from the partition. */
 	for (size_t i = 0; i < lp->nx; i++)
-		if (lp->x[i].off >= off)
+		if (lp->x[i].off >= eff)
 			drop_hidden(ls, part, lp->x[i].off);
-	for (uint64_t o = lp->floor; o < lp->top; o++)
+	for (uint64_t o = eff > lp->floor ? eff : lp->floor; o < lp->top; o++)
 		if (slot(lp, o)->redriven && slot(lp, o)->state != S_DONE)
 			drop_hidden(ls, part, o);
-	/* The journal next: replay must end at this offset even if the
-	 * offsets file below never gets written. */
-	rc = stage(ls, J_BASE, part, off, 0);
+	/* The journal next: replay must end here even if the offsets file
+	 * below never gets written. */
+	rc = stage(ls, J_BASE, part, eff, 0);
+	for (size_t i = 0; rc == 0 && i < nkeep; i++) {
+		rc = stage(ls, J_REDRIVE, part, keep[i].off, keep[i].s.rseq);
+		if (rc == 0 && keep[i].s.deliveries)
+			rc = stage(ls, J_DLV, part, keep[i].off, keep[i].s.deliveries);
+	}
 	if (rc == 0)
 		rc = journal_flush(ls, durable(&cfg), 1);
 	if (rc == 0)
 		rc = cg_commit(ls->g, part, off, 0, end, durable(&cfg));
 	if (rc < 0)
 		goto out;
-	drop_extras_from(lp, off);
-	clear_window(lp, off);
+	drop_extras_from(lp, eff);
+	clear_window(lp, eff);
+	for (size_t i = 0; rc == 0 && i < nkeep; i++) {
+		struct extra *e;
+
+		rc = add_extra(lp, keep[i].off, &e);
+		if (rc == 0)
+			e->s = keep[i].s;
+	}
 	lp->saved = off;
 	recount(lp);	/* redriven ones below stay as they are */
 out:
+	free(keep);
 	pthread_mutex_unlock(&ls->lock);
 	topic_ready(ls->t);	/* even after an error: some of it may be done */
 	return rc;
@@ -1124,6 +1183,7 @@ int lease_tick(struct lease *ls, int64_t now, uint64_t sync_ms, int64_t *next_ms
 		return 0;
 	pthread_mutex_lock(&ls->lock);
 	ls->sync_ms = sync_ms;
+	ls->durable = durable(&cfg);
 	if (ls->dead) {
 		pthread_mutex_unlock(&ls->lock);
 		return 0;
@@ -1295,6 +1355,7 @@ int lease_dead_remove(struct lease *ls, const char *name)
 static int revive(struct lease *ls, size_t i)
 {
 	const struct dlq_entry *d = dlq_at(ls->dlq, i);
+	struct part_stat st;
 	uint32_t part = d->part, rseq = (uint32_t)d->seq;
 	uint64_t off = d->off;
 	struct lpart *lp = &ls->p[part];
@@ -1303,6 +1364,17 @@ static int revive(struct lease *ls, size_t i)
 
 	if (part >= topic_nparts(ls->t))
 		return -EINVAL;	/* a letter copied in from elsewhere */
+	part_stat(topic_part(ls->t, part), &st);
+	if (lp->floor < st.first) {
+		/* move the window to what the partition holds, so that "new
+		 * again" below means the partition still has it */
+		rc = drop_gone(ls, part, st.first);
+		if (rc < 0)
+			return rc;
+		d = dlq_at(ls->dlq, i);
+	}
+	if (off >= lp->hwm && off < st.first)
+		return -EBUSY;	/* leases below the retained start: later */
 	if (off >= lp->hwm) {
 		/* Not handed out since a rewind: it goes out as a new message
 		 * (unless acked ahead since: then it is new again). */
@@ -1373,6 +1445,7 @@ int lease_redrive(struct lease *ls, const char *buf, size_t len)
 			continue;
 		}
 		if (dlq_parse_name(s, (size_t)(e - s), &part, &off) < 0 ||
+		    part >= topic_nparts(ls->t) ||
 		    (i = dlq_find(ls->dlq, part, off)) < 0 ||
 		    dlq_at(ls->dlq, (size_t)i)->hidden) {
 			rc = -EINVAL;
@@ -1384,7 +1457,8 @@ int lease_redrive(struct lease *ls, const char *buf, size_t len)
 		goto out;
 	if (all)
 		for (size_t i = 0; i < dlq_count(ls->dlq); i++)
-			sel[i] = !dlq_at(ls->dlq, i)->hidden;
+			sel[i] = !dlq_at(ls->dlq, i)->hidden &&
+				 dlq_at(ls->dlq, i)->part < topic_nparts(ls->t);
 	/* Back to the group in their original order: by partition and
 	 * offset, which is the order hand-outs take them in anyway. Going
 	 * from the end keeps the indexes of the rest valid. */
@@ -1619,6 +1693,13 @@ static int replay(struct lease *ls, const struct jrec *r, uint32_t n)
 			s->rseq = r->n;
 		}
 		break;
+	case J_DEAD:
+		s = find(lp, r->off);
+		if (s && s->state != S_DONE) {
+			s->dying = 1;
+			s->dseq = r->n;
+		}
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -1678,6 +1759,7 @@ int lease_open(struct topic *t, struct cg *g, const char *dir,
 	ls->jfd = -1;
 	ls->announced = INT64_MAX;
 	ls->sync_ms = 10;	/* until lease_tick says */
+	ls->durable = durable(c);
 	rc = snprintf(ls->dir, sizeof(ls->dir), "%s", dir) >= (int)sizeof(ls->dir) ?
 	     -ENAMETOOLONG : 0;
 	for (uint32_t part = 0; part < MQ_MAX_PARTITIONS; part++) {
@@ -1699,24 +1781,28 @@ int lease_open(struct topic *t, struct cg *g, const char *dir,
 		clamp(&ls->p[part], st.next);
 		cg_advance(g, part, ls->p[part].floor);
 	}
+	/* ids first: lookups by name go through them */
+	for (size_t i = 0; i < dlq_count(ls->dlq); i++)
+		dlq_set_id(ls->dlq, i, topic_dead_id(t));
 	for (size_t i = 0; i < dlq_count(ls->dlq); i++) {
 		const struct dlq_entry *d = dlq_at(ls->dlq, i);
 		struct slot *s = d->part < n ? find(&ls->p[d->part], d->off) : NULL;
 
-		dlq_set_id(ls->dlq, i, topic_dead_id(t));
 		if (was_finished_redrive(ls, d)) {
 			/* redriven, acked, and the crash came before the unlink */
 			rc = dlq_remove(ls->dlq, i--, durable(&cfg));
 		} else if (!s || s->state == S_DONE) {
 			continue;	/* dead, as it says */
-		} else if (s->redriven && s->rseq == (uint32_t)d->seq) {
-			dlq_set_hidden(ls->dlq, i, 1);	/* redriven: it holds the line */
-		} else {
+		} else if (s->dying && s->dseq == (uint32_t)d->seq) {
 			/* dead-lettered (again), and the crash came before the ack */
 			s->redriven = 0;
 			rc = finish(ls, d->part, d->off);
 			advance(ls, d->part);
+		} else if (s->redriven && s->rseq == (uint32_t)d->seq) {
+			dlq_set_hidden(ls->dlq, i, 1);	/* redriven: it holds the line */
 		}
+		/* else: an old letter of a message that a rewind made pending
+		 * again: both stay */
 		if (rc < 0)
 			goto out_free;
 	}

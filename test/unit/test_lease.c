@@ -566,8 +566,83 @@ static void lease_retention_past_a_whole_window_replays(void)
 	env_close(&e);
 }
 
+static void lease_rewind_below_retention_keeps_redriven_letters(void)
+{
+	const char *dir = datadir();
+	struct lease_stat st;
+	struct env e;
+	char path[600];
+	const char *why;
+
+	env_open(&e, dir, "partitions=1,max_deliveries=1");
+	put(&e, 0, "precious\nx\n");
+	CHECK(!strcmp(take(&e, 1, 1), "0:0\tprecious\n"));
+	CHECK_EQ(nack(&e, "0:0"), 0);			/* dead */
+	CHECK(part_retain(topic_part(e.t, 0), mq_now_ms() + 10000, 1, 0, 0) > 0);
+	put(&e, 0, "y\n");
+	/* a rewind below what the partition holds, then a redrive */
+	CHECK_EQ(lease_commit(e.ls, 0, 0, 0, 3), 0);
+	CHECK_EQ(lease_redrive(e.ls, "0:0", 3), 0);
+	CHECK(!strcmp(take(&e, 2, 10), "0:0\tprecious\n0:2\ty\n"));
+	/* and a rewind while it is redriven keeps it too */
+	CHECK_EQ(nack(&e, "0:0"), 0);			/* dead again */
+	CHECK_EQ(lease_redrive(e.ls, "0:0", 3), 0);
+	CHECK_EQ(lease_commit(e.ls, 0, 0, 0, 3), 0);
+	CHECK(!strcmp(take(&e, 3, 10), "0:0\tprecious\n0:2\ty\n"));
+	/* (with 1 delivery allowed, a restart would dead-letter both: their
+	 * leases die with it) */
+	CHECK_EQ(topic_config_write(e.t, "max_deliveries=5\n", 17, &why), 0);
+	const char *img = image(dir);
+	CHECK_EQ(ack(&e, "0:0\n0:2"), 0);
+	stat_of(&e, 0, &st);
+	CHECK_EQ(st.in_flight + st.retry + st.dead, 0);
+	env_close(&e);
+	/* the crash image has both pending, 0:0 from its letter */
+	env_open(&e, img, NULL);
+	CHECK(!strcmp(take(&e, 4, 10), "0:0\tprecious\n0:2\ty\n"));
+	/* a letter removed behind mqfs's back: read from the partition if it
+	 * can, else finished, but the partition goes on */
+	CHECK_EQ(topic_config_write(e.t, "max_deliveries=1\n", 17, &why), 0);
+	CHECK_EQ(nack(&e, "0:0"), 0);
+	CHECK_EQ(lease_redrive(e.ls, "0:0", 3), 0);
+	snprintf(path, sizeof(path), "%s/topics/t/groups/g/dlq/0:0", img);
+	CHECK_EQ(unlink(path), 0);
+	put(&e, 0, "z\n");
+	CHECK_EQ(ack(&e, "0:2"), 0);
+	CHECK(!strcmp(take(&e, 5, 10), "0:3\tz\n"));
+	env_close(&e);
+}
+
+static void lease_restart_after_rewind_keeps_pending_what_has_an_old_letter(void)
+{
+	const char *dir = datadir();
+	struct lease_stat st;
+	struct env e;
+	const char *why;
+
+	env_open(&e, dir, "partitions=1,max_deliveries=1");
+	put(&e, 0, "a\nb\nc\n");
+	CHECK(!strcmp(take(&e, 1, 1), "0:0\ta\n"));
+	CHECK_EQ(nack(&e, "0:0"), 0);			/* dead: letter 0:0 */
+	CHECK_EQ(topic_config_write(e.t, "max_deliveries=5\n", 17, &why), 0);
+	CHECK_EQ(lease_commit(e.ls, 0, 0, 0, 3), 0);	/* replay it anyway */
+	CHECK(!strcmp(take(&e, 2, 1), "0:0\ta\n"));
+	CHECK_EQ(ack(&e, "0:1"), 0);			/* acked ahead */
+	const char *img = image(dir);
+	env_close(&e);
+	env_open(&e, img, NULL);
+	CHECK_EQ(cg_committed(e.g, 0), 0);
+	stat_of(&e, 0, &st);
+	CHECK_EQ(st.dead, 1);				/* the old letter stays */
+	CHECK(!strcmp(take(&e, 3, 10), "0:0\ta\n0:2\tc\n"));
+	env_close(&e);
+}
+
 int main(void)
 {
+
+	RUN(lease_rewind_below_retention_keeps_redriven_letters);
+	RUN(lease_restart_after_rewind_keeps_pending_what_has_an_old_letter);
 	RUN(lease_redriven_letter_outlives_retention);
 	RUN(lease_rewind_and_redrive_neither_duplicate_nor_stall);
 	RUN(lease_retention_past_a_whole_window_replays);
