@@ -43,23 +43,6 @@ take_all() {
 	fsop readonce "$G/batch" 1048576 >/dev/null
 }
 
-# try_take: one O_NONBLOCK read of next; the record is in $msg.
-try_take() {
-	msg=$(fsop read-nb "$G/next")
-}
-
-# parked PID: the reader started by `mq_bg timeout N ...` (PID is timeout's)
-# is blocked in a FUSE request.
-parked() {
-	local c w
-	c=$(<"/proc/$1/task/$1/children") 2>/dev/null || return 1
-	[[ -n $c ]] || return 1
-	for c in $c; do
-		w=$(<"/proc/$c/wchan") 2>/dev/null || return 1
-		[[ $w == *request_wait_answer* || $w == *fuse* ]] || return 1
-	done
-}
-
 # snapshot: every dead letter of G in readdir order, with its size, mtime,
 # content and xattrs.
 snapshot() {

@@ -349,3 +349,24 @@ stats_col() {
 rss_kb() {
 	command awk -v f="$1:" '$1 == f { print $2 }' "/proc/$MQ_PID/status"
 }
+
+# ---------------------------------------------------------------- consumers
+
+# try_take: one O_NONBLOCK read of $G/next (G: a group directory); the
+# record (without its newline) is in $msg. Fails (EAGAIN) when nothing is
+# available.
+try_take() {
+	msg=$(fsop read-nb "$G/next")
+}
+
+# parked PID: the reader started by `mq_bg timeout N ...` (PID is timeout's)
+# is blocked in a FUSE request.
+parked() {
+	local c w
+	c=$(<"/proc/$1/task/$1/children") 2>/dev/null || return 1
+	[[ -n $c ]] || return 1
+	for c in $c; do
+		w=$(<"/proc/$c/wchan") 2>/dev/null || return 1
+		[[ $w == *request_wait_answer* || $w == *fuse* ]] || return 1
+	done
+}

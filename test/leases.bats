@@ -47,24 +47,6 @@ take_all() {
 	taken=$(fsop readonce "$G/batch" 1048576)
 }
 
-# try_take: one O_NONBLOCK read of next; the record (without its newline)
-# is in $msg. Fails (EAGAIN) when nothing is available.
-try_take() {
-	msg=$(fsop read-nb "$G/next")
-}
-
-# parked PID: the reader started by `mq_bg timeout N ...` (PID is timeout's)
-# is blocked in a FUSE request.
-parked() {
-	local c w
-	c=$(<"/proc/$1/task/$1/children") 2>/dev/null || return 1
-	[[ -n $c ]] || return 1
-	for c in $c; do
-		w=$(<"/proc/$c/wchan") 2>/dev/null || return 1
-		[[ $w == *request_wait_answer* || $w == *fuse* ]] || return 1
-	done
-}
-
 # stamped_reader OUT: in the background, one `cat next`, then write
 # "<ms when it returned> <record>" to OUT. Sets reader.
 stamped_reader() {
