@@ -55,6 +55,14 @@ int64_t mq_now_ms(void);
 int64_t mq_mono_ms(void);
 
 /*
+ * Make the array *pp (elements of size bytes, *cap of them) hold at least
+ * need elements, doubling from first: the one growth rule of core's
+ * buffers, so that nothing grows per message. 0, or -ENOMEM with *pp and
+ * *cap unchanged. pp is the address of the array's pointer.
+ */
+int mq_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first);
+
+/*
  * Topic and group names: 1..MQ_NAME_MAX bytes of [A-Za-z0-9._-], not starting
  * with '.'. Everything that becomes a path component in DATA_DIR passes here.
  * Returns 0 or -EINVAL.

@@ -127,15 +127,8 @@ static struct dlq_entry *entry_dup(const struct dlq_entry *e)
 
 static int push(struct dlq *d, struct dlq_entry *e)
 {
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 16;
-		struct dlq_entry **nv = realloc(d->v, cap * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		d->v = nv;
-		d->cap = cap;
-	}
+	if (mq_grow(&d->v, &d->cap, d->n + 1, sizeof(*d->v), 16) < 0)
+		return -ENOMEM;
 	if (h_put(d, e) < 0)
 		return -ENOMEM;
 	d->v[d->n++] = e;

@@ -162,15 +162,8 @@ static int stage(struct lease *ls, int type, uint32_t part, uint64_t off, uint32
 			return 0;
 		}
 	}
-	if (ls->jn == ls->jcap) {
-		size_t cap = ls->jcap ? ls->jcap * 2 : 256;
-		struct jrec *nb = realloc(ls->jbuf, cap * sizeof(*nb));
-
-		if (!nb)
-			return -ENOMEM;
-		ls->jbuf = nb;
-		ls->jcap = cap;
-	}
+	if (mq_grow(&ls->jbuf, &ls->jcap, ls->jn + 1, sizeof(*ls->jbuf), 256) < 0)
+		return -ENOMEM;
 	r = &ls->jbuf[ls->jn++];
 	memset(r, 0, sizeof(*r));
 	r->type = (uint8_t)type;
@@ -281,7 +274,8 @@ static void clear_window(struct lpart *lp, uint64_t off)
 	lp->floor = lp->hwm = lp->top = off;
 }
 
-static struct extra *find_extra(struct lpart *lp, uint64_t off)
+/* Index of the first redriven message at or above off. */
+static size_t extra_index(const struct lpart *lp, uint64_t off)
 {
 	size_t lo = 0, hi = lp->nx;
 
@@ -293,26 +287,25 @@ static struct extra *find_extra(struct lpart *lp, uint64_t off)
 		else
 			hi = mid;
 	}
-	return lo < lp->nx && lp->x[lo].off == off ? &lp->x[lo] : NULL;
+	return lo;
+}
+
+static struct extra *find_extra(struct lpart *lp, uint64_t off)
+{
+	size_t i = extra_index(lp, off);
+
+	return i < lp->nx && lp->x[i].off == off ? &lp->x[i] : NULL;
 }
 
 static int add_extra(struct lpart *lp, uint64_t off, struct extra **out)
 {
-	size_t i = 0;
+	size_t i;
 
 	if ((*out = find_extra(lp, off)))
 		return 0;
-	if (lp->nx == lp->xcap) {
-		size_t cap = lp->xcap ? lp->xcap * 2 : 8;
-		struct extra *nx = realloc(lp->x, cap * sizeof(*nx));
-
-		if (!nx)
-			return -ENOMEM;
-		lp->x = nx;
-		lp->xcap = cap;
-	}
-	while (i < lp->nx && lp->x[i].off < off)
-		i++;
+	if (mq_grow(&lp->x, &lp->xcap, lp->nx + 1, sizeof(*lp->x), 8) < 0)
+		return -ENOMEM;
+	i = extra_index(lp, off);
 	memmove(lp->x + i + 1, lp->x + i, (lp->nx - i) * sizeof(*lp->x));
 	memset(&lp->x[i], 0, sizeof(lp->x[i]));
 	lp->x[i].off = off;
@@ -457,19 +450,10 @@ static int read_msgs(struct lease *ls, uint32_t part, uint64_t off, uint32_t max
 	for (;;) {
 		int n = part_read_msgs(topic_part(ls->t, part), off, max, ls->scratch,
 				       ls->scap, ls->msgs);
-		size_t cap;
-		char *nb;
-
 		if (n != -ENOBUFS)
 			return n;
-		cap = ls->scap ? ls->scap : 65536;
-		while (cap < (size_t)ls->msgs[0].len + 1)
-			cap *= 2;
-		nb = realloc(ls->scratch, cap);
-		if (!nb)
+		if (mq_grow(&ls->scratch, &ls->scap, (size_t)ls->msgs[0].len + 1, 1, 65536) < 0)
 			return -ENOMEM;
-		ls->scratch = nb;
-		ls->scap = cap;
 	}
 }
 
@@ -501,15 +485,9 @@ static int read_one(struct lease *ls, uint32_t part, uint64_t off, const struct 
 	}
 	if (rc < 0)
 		return rc;
-	if (len > ls->scap) {
-		char *nb = realloc(ls->scratch, len);
-
-		if (!nb) {
-			free(text);
-			return -ENOMEM;
-		}
-		ls->scratch = nb;
-		ls->scap = len;
+	if (mq_grow(&ls->scratch, &ls->scap, len, 1, 65536) < 0) {
+		free(text);
+		return -ENOMEM;
 	}
 	memcpy(ls->scratch, text, len);
 	free(text);
@@ -596,19 +574,7 @@ struct take {
 /* Room for need more bytes in the caller's buffer. */
 static int room(struct take *tk, size_t need)
 {
-	size_t cap = *tk->cap ? *tk->cap : 65536;
-	char *nb;
-
-	if (tk->len + need <= *tk->cap)
-		return 0;
-	while (cap < tk->len + need)
-		cap *= 2;
-	nb = realloc(*tk->buf, cap);
-	if (!nb)
-		return -ENOMEM;
-	*tk->buf = nb;
-	*tk->cap = cap;
-	return 0;
+	return mq_grow(tk->buf, tk->cap, tk->len + need, 1, 65536);
 }
 
 /* Decimal digits of v at p (no NUL); their count. snprintf per message
@@ -1595,15 +1561,8 @@ static void clamp(struct lpart *lp, uint64_t next)
 static void note_finished_redrive(struct lease *ls, uint32_t part, uint64_t off,
 				  uint32_t rseq)
 {
-	if (ls->nfin == ls->finc) {
-		size_t cap = ls->finc ? ls->finc * 2 : 16;
-		struct jrec *nf = realloc(ls->fin, cap * sizeof(*nf));
-
-		if (!nf)
-			return;	/* the letter then shows as dead again: not lost */
-		ls->fin = nf;
-		ls->finc = cap;
-	}
+	if (mq_grow(&ls->fin, &ls->finc, ls->nfin + 1, sizeof(*ls->fin), 16) < 0)
+		return;	/* the letter then shows as dead again: not lost */
 	ls->fin[ls->nfin++] = (struct jrec){ .part = (uint16_t)part, .off = off, .n = rseq };
 }
 

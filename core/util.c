@@ -5,6 +5,8 @@
 #include "core.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -35,5 +37,25 @@ int mq_name_check(const char *name)
 	if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 			 "0123456789._-") != n)
 		return -EINVAL;
+	return 0;
+}
+
+int mq_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
+{
+	size_t n = *cap ? *cap : first;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need) {
+		if (n > SIZE_MAX / 2 / size)
+			return -ENOMEM;
+		n *= 2;
+	}
+	p = realloc(*(void **)pp, n * size);
+	if (!p)
+		return -ENOMEM;
+	*(void **)pp = p;
+	*cap = n;
 	return 0;
 }

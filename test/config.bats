@@ -259,27 +259,6 @@ retry_backoff_ms=200"
 
 # ---------------------------------------------------------------- mount options
 
-# refuse OPTS WORD: mqfs -o OPTS must exit non-zero without mounting, with a
-# message that names WORD.
-refuse() {
-	local d=$BATS_TEST_TMPDIR/refused-data m=$BATS_TEST_TMPDIR/refused-mnt
-	command mkdir -p "$d" "$m"
-	MQ_EXTRA_MOUNTS+=("$m")
-	run timeout 10 "$MQFS_BIN" -f -o "$1" "$d" "$m"
-	if ((status == 0 || status == 124)); then
-		echo "mqfs -o $1 did not refuse (status $status): $output" >&2
-		return 1
-	fi
-	if mq_is_mounted "$m"; then
-		echo "mqfs -o $1 left a mount behind" >&2
-		return 1
-	fi
-	if [[ $output != *"$2"* ]]; then
-		echo "mqfs -o $1 did not say why (no '$2' in: $output)" >&2
-		return 1
-	fi
-}
-
 @test "mount: an unknown option should refuse to mount, saying why" {
 	refuse no_such_option=1 no_such_option
 }

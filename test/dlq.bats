@@ -279,12 +279,7 @@ snapshot() {
 	echo all >"$D/redrive"
 	assert_eq "$(ls -1 "$D")" redrive
 	assert_eq "$(row 0 | cut -d' ' -f1-3,7)" "0 3 3 0"
-	got=()
-	while ((${#got[@]} < 5)); do
-		msg=$(timeout 5 cat "$G/next") || break
-		got+=("$msg")
-		echo "${msg%%$'\t'*}" >"$G/ack"
-	done
+	drain 5
 	run fsop read-nb "$G/next"
 	assert_errno EAGAIN
 	assert_eq "$(printf '%s\n' "${got[@]}" | command grep '^0:')" $'0:0\ta\n0:1\tb\n0:2\tc' "partition 0, in the order handed out"

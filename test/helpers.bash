@@ -370,3 +370,36 @@ parked() {
 		[[ $w == *request_wait_answer* || $w == *fuse* ]] || return 1
 	done
 }
+
+# drain N: take up to N messages of $G/next one by one, acking each; the
+# records (without their newlines) are in the array got, in the order
+# handed out. Stops early when a `cat next` waits 5 s for nothing.
+drain() {
+	got=()
+	while ((${#got[@]} < $1)); do
+		msg=$(timeout 5 cat "$G/next") || break
+		got+=("$msg")
+		echo "${msg%%$'\t'*}" >"$G/ack"
+	done
+}
+
+# refuse OPTS WORD: mqfs -o OPTS must exit non-zero without mounting, with a
+# message that names WORD.
+refuse() {
+	local d=$BATS_TEST_TMPDIR/refused-data m=$BATS_TEST_TMPDIR/refused-mnt
+	command mkdir -p "$d" "$m"
+	MQ_EXTRA_MOUNTS+=("$m")
+	run timeout 10 "$MQFS_BIN" -f -o "$1" "$d" "$m"
+	if ((status == 0 || status == 124)); then
+		echo "mqfs -o $1 did not refuse (status $status): $output" >&2
+		return 1
+	fi
+	if mq_is_mounted "$m"; then
+		echo "mqfs -o $1 left a mount behind" >&2
+		return 1
+	fi
+	if [[ $output != *"$2"* ]]; then
+		echo "mqfs -o $1 did not say why (no '$2' in: $output)" >&2
+		return 1
+	fi
+}

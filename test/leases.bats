@@ -642,12 +642,7 @@ stamped_reader() {
 		mq_kill9
 		mq_start
 		assert_eq "$(cat "$G/offsets/0" "$G/offsets/1" "$G/offsets/2" "$G/offsets/3")" $'3\n0\n1\n0' "offsets with sync=$mode"
-		got=()
-		while ((${#got[@]} < 7)); do
-			msg=$(timeout 5 cat "$G/next") || break
-			got+=("$msg")
-			echo "${msg%%$'\t'*}" >"$G/ack"
-		done
+		drain 7
 		# and nothing else
 		run fsop read-nb "$G/next"
 		assert_errno EAGAIN
@@ -790,27 +785,6 @@ stamped_reader() {
 	# a rewind hands the messages out again
 	echo 2 >"$G/offsets/0"
 	assert_eq "$(cat "$G/next")" $'0:2\tc'
-}
-
-# refuse OPTS WORD: mqfs -o OPTS must exit non-zero without mounting, with a
-# message that names WORD.
-refuse() {
-	local d=$BATS_TEST_TMPDIR/refused-data m=$BATS_TEST_TMPDIR/refused-mnt
-	command mkdir -p "$d" "$m"
-	MQ_EXTRA_MOUNTS+=("$m")
-	run timeout 10 "$MQFS_BIN" -f -o "$1" "$d" "$m"
-	if ((status == 0 || status == 124)); then
-		echo "mqfs -o $1 did not refuse (status $status): $output" >&2
-		return 1
-	fi
-	if mq_is_mounted "$m"; then
-		echo "mqfs -o $1 left a mount behind" >&2
-		return 1
-	fi
-	if [[ $output != *"$2"* ]]; then
-		echo "mqfs -o $1 did not say why (no '$2' in: $output)" >&2
-		return 1
-	fi
 }
 
 @test "leases: max_deliveries, ack_wait_ms and retry_backoff_ms should be validated in T/config and as mount options" {
