@@ -571,10 +571,11 @@ struct take {
 	const struct cfg_topic *cfg;
 };
 
-/* Room for need more bytes in the caller's buffer. */
+/* Room for need more bytes in the caller's buffer. From a small start:
+ * `next` gives each open file a fresh one for its single message. */
 static int room(struct take *tk, size_t need)
 {
-	return mq_grow(tk->buf, tk->cap, tk->len + need, 1, 65536);
+	return mq_grow(tk->buf, tk->cap, tk->len + need, 1, 256);
 }
 
 /* Decimal digits of v at p (no NUL); their count. snprintf per message
