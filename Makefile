@@ -19,7 +19,7 @@ SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-poi
 TSAN = -fsanitize=thread -fno-omit-frame-pointer
 
 CORE_SRC = $(wildcard core/*.c)
-FS_SRC = $(wildcard fs/*.c)
+FS_SRC = $(wildcard fs/*.c) $(wildcard replication/*.c)
 UNIT_SRC = $(wildcard test/unit/test_*.c)
 
 # $(1): build dir, $(2): extra flags

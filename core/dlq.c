@@ -26,6 +26,7 @@ struct dlq {
 	struct dlq_entry **v;		/* owned, sorted by seq */
 	size_t n, cap;
 	uint64_t next_seq;
+	uint64_t gen;			/* bumped by every change */
 	/* (part, off) -> entry, open addressing: acks and hand-outs of
 	 * redriven messages look their letters up by id, and a scan of
 	 * thousands of letters per message was the cost. Borrowed pointers;
@@ -134,6 +135,7 @@ static int push(struct dlq *d, struct dlq_entry *e)
 	d->v[d->n++] = e;
 	if (e->seq >= d->next_seq)
 		d->next_seq = e->seq + 1;
+	d->gen++;
 	return 0;
 }
 
@@ -303,8 +305,11 @@ uint64_t dlq_count_part(const struct dlq *d, uint32_t part)
 	return n;
 }
 
+uint64_t dlq_gen(const struct dlq *d) { return d->gen; }
+
 void dlq_set_hidden(struct dlq *d, size_t i, int hidden)
 {
+	d->gen++;
 	d->v[i]->hidden = hidden;
 }
 
@@ -369,6 +374,7 @@ int dlq_remove(struct dlq *d, size_t i, int durable)
 	if (durable)
 		(void)io_sync_dir(d->dir);
 	drop(d, i);
+	d->gen++;
 	return 0;
 }
 

@@ -78,6 +78,9 @@ int dlq_remove(struct dlq *d, size_t i, int durable);
 int dlq_read(const struct dlq *d, size_t i, char **text, size_t *len);
 /* Count of letters of part that are not hidden. */
 uint64_t dlq_count_part(const struct dlq *d, uint32_t part);
+/* A number that changes whenever a letter is added, removed, hidden or
+ * shown (replication compares it). */
+uint64_t dlq_gen(const struct dlq *d);
 /* Hide (redrive) or show the i-th letter. */
 void dlq_set_hidden(struct dlq *d, size_t i, int hidden);
 

@@ -1312,6 +1312,118 @@ int lease_dead_remove(struct lease *ls, const char *name)
 	return rc;
 }
 
+/* ---- dead letters of a replica ---- */
+
+uint64_t lease_dead_gen(struct lease *ls)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&ls->lock);
+	g = dlq_gen(ls->dlq);
+	pthread_mutex_unlock(&ls->lock);
+	return g;
+}
+
+int lease_dead_keys(struct lease *ls, struct lease_dead_key **out, size_t *n)
+{
+	struct lease_dead_key *k = NULL;
+	size_t cnt;
+
+	pthread_mutex_lock(&ls->lock);
+	cnt = dlq_count(ls->dlq);
+	if (cnt && !(k = malloc(cnt * sizeof(*k)))) {
+		pthread_mutex_unlock(&ls->lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		const struct dlq_entry *d = dlq_at(ls->dlq, i);
+
+		k[i].part = d->part;
+		k[i].off = d->off;
+		k[i].seq = d->seq;
+	}
+	pthread_mutex_unlock(&ls->lock);
+	*out = k;
+	*n = cnt;
+	return 0;
+}
+
+int lease_dead_get(struct lease *ls, uint32_t part, uint64_t off,
+		   struct dlq_entry *e, char **text, size_t *len)
+{
+	ssize_t i;
+	int rc;
+
+	pthread_mutex_lock(&ls->lock);
+	i = ls->dead ? -1 : dlq_find(ls->dlq, part, off);
+	if (i < 0) {
+		rc = -ENOENT;
+	} else {
+		copy_entry(e, dlq_at(ls->dlq, (size_t)i));
+		rc = dlq_read(ls->dlq, (size_t)i, text, len);
+	}
+	pthread_mutex_unlock(&ls->lock);
+	return rc;
+}
+
+int lease_dead_import(struct lease *ls, const struct dlq_entry *e, const char *line)
+{
+	struct dlq_entry *c;
+	struct cfg_topic cfg;
+	ssize_t i;
+	int rc = topic_cfg(ls->t, &cfg);
+
+	if (rc < 0)
+		return rc;
+	c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	copy_entry(c, e);
+	c->hidden = 0;
+	pthread_mutex_lock(&ls->lock);
+	i = dlq_find(ls->dlq, e->part, e->off);
+	if (ls->dead) {
+		rc = ls->dead;
+	} else if (i < 0 || dlq_at(ls->dlq, (size_t)i)->seq != e->seq) {
+		c->id = topic_dead_id(ls->t);
+		rc = c->id ? dlq_add(ls->dlq, c, line, durable(&cfg)) : -ENOSPC;
+	}
+	pthread_mutex_unlock(&ls->lock);
+	free(c);
+	return rc;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct lease_dead_key *x = a, *y = b;
+
+	if (x->part != y->part)
+		return x->part < y->part ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+int lease_dead_keep(struct lease *ls, struct lease_dead_key *keys, size_t n)
+{
+	struct cfg_topic cfg;
+	int rc = topic_cfg(ls->t, &cfg);
+
+	if (rc < 0)
+		return rc;
+	qsort(keys, n, sizeof(*keys), key_cmp);
+	pthread_mutex_lock(&ls->lock);
+	for (size_t i = 0; rc == 0 && !ls->dead && i < dlq_count(ls->dlq);) {
+		const struct dlq_entry *d = dlq_at(ls->dlq, i);
+		struct lease_dead_key k = { .part = d->part, .off = d->off };
+
+		if (bsearch(&k, keys, n, sizeof(*keys), key_cmp))
+			i++;
+		else
+			rc = dlq_remove(ls->dlq, i, durable(&cfg));
+	}
+	pthread_mutex_unlock(&ls->lock);
+	return rc;
+}
+
 /* Make the dead letter at index i pending again. lock held. */
 /*
  * Make the dead letter at index i pending again; the caller flushes the

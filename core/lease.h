@@ -156,4 +156,27 @@ int lease_dead_remove(struct lease *ls, const char *name);
  * or names no dead letter of the group; nothing changes then. */
 int lease_redrive(struct lease *ls, const char *buf, size_t len);
 
+/* ---- dead letters of a replica (core/replica.h) ----
+ * Hidden letters are included: a replica shows them as plain dead letters,
+ * so a failover during a redrive loses none (the redrive is repeated). */
+
+struct lease_dead_key {
+	uint32_t part;
+	uint64_t off, seq;
+};
+/* Changes whenever a letter is added, removed, hidden or shown. */
+uint64_t lease_dead_gen(struct lease *ls);
+/* Every letter's key, in failure order: *out malloc'ed, owned by the
+ * caller. */
+int lease_dead_keys(struct lease *ls, struct lease_dead_key **out, size_t *n);
+/* One letter (hidden or not) and its line and '\n' (malloc'ed *text). */
+int lease_dead_get(struct lease *ls, uint32_t part, uint64_t off,
+		   struct dlq_entry *e, char **text, size_t *len);
+/* Store a letter copied from the leader (e->seq, fields and reason as the
+ * leader has them; line is e->len bytes): a no-op if the letter of that
+ * message with that seq is here already, else it replaces any other. */
+int lease_dead_import(struct lease *ls, const struct dlq_entry *e, const char *line);
+/* Remove every letter whose (part, off) is not among keys (sorted here). */
+int lease_dead_keep(struct lease *ls, struct lease_dead_key *keys, size_t n);
+
 #endif

@@ -11,12 +11,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,7 +50,15 @@ struct mq {
 	pthread_cond_t tick_cond;	/* CLOCK_MONOTONIC */
 	int64_t wake_at;		/* next run, monotonic ms; tick_lock */
 	int stop;			/* tick_lock */
-	struct topic_hooks hooks;	/* ready: set before mq_start */
+	struct topic_hooks hooks;	/* ready, changed: set before mq_start */
+	/* The node (DATA_DIR/node). node_lock, taken alone, orders changes
+	 * of role and epoch and guards refused; readers load the atomics. */
+	pthread_mutex_t node_lock;
+	uint64_t node_id;		/* immutable after mq_open */
+	_Atomic uint64_t epoch;
+	atomic_int role;		/* enum cfg_role */
+	_Atomic uint64_t wepoch;	/* epoch while leader, else 0 (hooks) */
+	char refused[160];		/* the last replication refusal */
 };
 
 static void announce(void *arg, int64_t mono_ms);
@@ -74,6 +85,53 @@ static int topic_dir(const struct mq *m, const char *name, char *buf)
 	       -ENAMETOOLONG : 0;
 }
 
+/* DATA_DIR/node: "id=HEX" and "epoch=N" lines. node_lock held (or not
+ * shared yet). */
+static int save_node(struct mq *m)
+{
+	char text[96];
+	int n = snprintf(text, sizeof(text), "id=%016" PRIx64 "\nepoch=%" PRIu64 "\n",
+			 m->node_id, atomic_load(&m->epoch));
+
+	return io_publish(m->dir, "node", text, (size_t)n, 1);
+}
+
+static int load_node(struct mq *m)
+{
+	char path[PATH_MAX + 8], text[256];
+	unsigned long long id = 0, epoch = 0;
+	int stored;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/node", m->dir);
+	n = io_read_small(path, text, sizeof(text) - 1);
+	if (n >= 0) {
+		text[n] = 0;
+		if (sscanf(text, "id=%llx epoch=%llu", &id, &epoch) != 2) {
+			fprintf(stderr, "mqfs: %s: cannot parse it\n", path);
+			return -EINVAL;
+		}
+	} else if (n != -ENOENT) {
+		return (int)n;
+	}
+	stored = n >= 0;
+	while (id == 0) {
+		stored = 0;
+		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+			return -errno;
+	}
+	m->node_id = id;
+	/* A leader writes under an epoch of its own: a new node starts at 1. */
+	if (m->opts.role == CFG_ROLE_LEADER && epoch == 0) {
+		epoch = 1;
+		stored = 0;
+	}
+	atomic_store(&m->epoch, epoch);
+	atomic_store(&m->role, m->opts.role);
+	atomic_store(&m->wepoch, m->opts.role == CFG_ROLE_LEADER ? epoch : 0);
+	return stored ? 0 : save_node(m);
+}
+
 static int load(struct mq *m)
 {
 	struct dirent *de;
@@ -95,7 +153,7 @@ static int load(struct mq *m)
 			(void)io_rmtree(dir);
 			continue;
 		}
-		rc = topic_open(dir, de->d_name, m->nids, &m->opts.topic, &m->hooks, 0, &t);
+		rc = topic_open(dir, de->d_name, m->nids, 0, &m->opts.topic, &m->hooks, 0, &t);
 		if (rc < 0) {
 			fprintf(stderr, "mqfs: cannot open topic %s: %s\n", dir, strerror(-rc));
 			break;
@@ -128,6 +186,8 @@ int mq_open(const char *dir, const struct cfg_node *o, struct mq **out)
 	m->wake_at = INT64_MAX;
 	m->hooks.due = announce;
 	m->hooks.due_arg = m;
+	m->hooks.wepoch = &m->wepoch;
+	pthread_mutex_init(&m->node_lock, NULL);
 	m->opts = *o;
 	m->lock_fd = -1;
 	m->nids = 1;	/* id 0 is "no topic" */
@@ -158,7 +218,9 @@ int mq_open(const char *dir, const struct cfg_node *o, struct mq **out)
 		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		goto out_free;
 	}
-	rc = load(m);
+	rc = load_node(m);
+	if (rc == 0)
+		rc = load(m);
 	if (rc < 0)
 		goto out_free;
 	*out = m;
@@ -224,7 +286,8 @@ static void *janitor_main(void *arg)
 		/* Deadlines announced while we run are kept: min below. */
 		m->wake_at = INT64_MAX;
 		pthread_mutex_unlock(&m->tick_lock);
-		if (now >= retain_at) {
+		/* A follower deletes what its leader deletes (replica.h). */
+		if (now >= retain_at && mq_role(m) == CFG_ROLE_LEADER) {
 			mq_retain(m);
 			retain_at = now + RETAIN_EVERY_MS;
 		}
@@ -241,6 +304,109 @@ void mq_set_ready(struct mq *m, void (*fn)(void *arg, struct topic *t), void *ar
 {
 	m->hooks.ready = fn;
 	m->hooks.ready_arg = arg;
+}
+
+void mq_set_changed(struct mq *m, void (*fn)(void *arg), void *arg)
+{
+	m->hooks.changed = fn;
+	m->hooks.changed_arg = arg;
+}
+
+/* ---- the node: role and epoch ---- */
+
+uint64_t mq_node_id(const struct mq *m) { return m->node_id; }
+uint64_t mq_epoch(struct mq *m) { return atomic_load(&m->epoch); }
+enum cfg_role mq_role(struct mq *m) { return (enum cfg_role)atomic_load(&m->role); }
+
+int mq_promote(struct mq *m)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&m->node_lock);
+	if (atomic_load(&m->role) != CFG_ROLE_LEADER) {
+		atomic_fetch_add(&m->epoch, 1);
+		rc = save_node(m);
+		if (rc < 0) {
+			atomic_fetch_sub(&m->epoch, 1);
+		} else {
+			atomic_store(&m->wepoch, atomic_load(&m->epoch));
+			atomic_store(&m->role, CFG_ROLE_LEADER);
+			fprintf(stderr, "mqfs: promoted to leader, epoch %" PRIu64 "\n",
+				atomic_load(&m->epoch));
+		}
+	}
+	pthread_mutex_unlock(&m->node_lock);
+	return rc;
+}
+
+/* node_lock held. */
+static void demote(struct mq *m, const char *why)
+{
+	if (atomic_load(&m->role) == CFG_ROLE_FOLLOWER)
+		return;
+	atomic_store(&m->role, CFG_ROLE_FOLLOWER);
+	atomic_store(&m->wepoch, 0);
+	fprintf(stderr, "mqfs: now a follower (epoch %" PRIu64 "): %s\n",
+		atomic_load(&m->epoch), why);
+}
+
+void mq_demote(struct mq *m, const char *why)
+{
+	pthread_mutex_lock(&m->node_lock);
+	demote(m, why);
+	pthread_mutex_unlock(&m->node_lock);
+}
+
+int mq_fenced(struct mq *m, uint64_t epoch)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&m->node_lock);
+	if (epoch > atomic_load(&m->epoch)) {
+		char why[96];
+
+		atomic_store(&m->epoch, epoch);
+		rc = save_node(m);
+		snprintf(why, sizeof(why), "a peer is at epoch %" PRIu64, epoch);
+		demote(m, why);
+	}
+	pthread_mutex_unlock(&m->node_lock);
+	return rc;
+}
+
+int mq_accept_epoch(struct mq *m, uint64_t epoch)
+{
+	uint64_t mine;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->node_lock);
+	mine = atomic_load(&m->epoch);
+	if (epoch < mine || (epoch == mine && atomic_load(&m->role) == CFG_ROLE_LEADER)) {
+		snprintf(m->refused, sizeof(m->refused),
+			 "refused a leader of epoch %" PRIu64 ": this node is %s at epoch %" PRIu64,
+			 epoch, atomic_load(&m->role) == CFG_ROLE_LEADER ? "leader" : "follower", mine);
+		rc = -ESTALE;
+	} else if (epoch > mine) {
+		char why[96];
+
+		atomic_store(&m->epoch, epoch);
+		rc = save_node(m);
+		if (rc < 0) {
+			atomic_store(&m->epoch, mine);
+		} else {
+			snprintf(why, sizeof(why), "the leader of epoch %" PRIu64 " replicates to it", epoch);
+			demote(m, why);
+		}
+	}
+	pthread_mutex_unlock(&m->node_lock);
+	return rc;
+}
+
+void mq_refused(struct mq *m, char *buf, size_t cap)
+{
+	pthread_mutex_lock(&m->node_lock);
+	snprintf(buf, cap, "%s", m->refused[0] ? m->refused : "-");
+	pthread_mutex_unlock(&m->node_lock);
 }
 
 int mq_start(struct mq *m)
@@ -278,6 +444,7 @@ void mq_close(struct mq *m)
 		close(m->lock_fd);	/* releases the flock */
 	pthread_cond_destroy(&m->tick_cond);
 	pthread_mutex_destroy(&m->tick_lock);
+	pthread_mutex_destroy(&m->node_lock);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -299,6 +466,11 @@ static struct topic *find_locked(struct mq *m, const char *name, uint32_t *id)
 }
 
 int mq_topic_create(struct mq *m, const char *name)
+{
+	return mq_topic_create_uid(m, name, 0);
+}
+
+int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid)
 {
 	struct creating me, **pp;
 	char dir[PATH_MAX];
@@ -334,7 +506,7 @@ int mq_topic_create(struct mq *m, const char *name)
 
 	/* Leftovers of a creation that failed half way. */
 	(void)io_rmtree(dir);
-	rc = topic_open(dir, name, id, &m->opts.topic, &m->hooks, 1, &t);
+	rc = topic_open(dir, name, id, uid, &m->opts.topic, &m->hooks, 1, &t);
 	if (rc < 0)
 		(void)io_rmtree(dir);
 	/* The topic's own directory entry, or a power cut can take it. */

@@ -60,7 +60,40 @@ struct topic *mq_topic_next(struct mq *m, uint32_t after);
  * mq_start. */
 void mq_set_ready(struct mq *m, void (*fn)(void *arg, struct topic *t), void *arg);
 
-/* Run one retention pass now (the janitor thread does it every second). */
+/* The replicator's topic_hooks.changed (topic.h). Set before mq_start. */
+void mq_set_changed(struct mq *m, void (*fn)(void *arg), void *arg);
+
+/* Run one retention pass now (the janitor thread does it every second;
+ * only while the node leads: a follower deletes what its leader deletes). */
 void mq_retain(struct mq *m);
+
+/* mkdir with a given incarnation (topic_uid; 0 = a new one): replicas. */
+int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid);
+
+/* ---- the node: role and epoch (SPEC section 6) ----
+ *
+ * DATA_DIR/node holds "id=HEX" (random, fixed at the first mount: a
+ * replicator recognises itself) and "epoch=N", the highest leader epoch
+ * this node knows. The role starts as the mount option says; a node that
+ * starts as leader with epoch 0 takes epoch 1. Epoch changes are made
+ * durable before they take effect.
+ */
+uint64_t mq_node_id(const struct mq *m);
+uint64_t mq_epoch(struct mq *m);
+enum cfg_role mq_role(struct mq *m);
+/* echo leader > .mq/role: a follower becomes leader of a new epoch (its
+ * old one + 1). A leader stays as it is. 0 or -errno. */
+int mq_promote(struct mq *m);
+/* echo follower > .mq/role; why is logged. */
+void mq_demote(struct mq *m, const char *why);
+/* A replication frame of a leader of this epoch arrives: -ESTALE if the
+ * epoch is older than ours, or equal while we lead (the reason is kept for
+ * mq_refused); a newer one is adopted, and a leader steps down. */
+int mq_accept_epoch(struct mq *m, uint64_t epoch);
+/* Our replicator met a peer at this epoch: if it is newer, adopt it and
+ * step down (this node was a stale leader). 0 or -errno. */
+int mq_fenced(struct mq *m, uint64_t epoch);
+/* The last refusal of mq_accept_epoch as text, "-" if none. */
+void mq_refused(struct mq *m, char *buf, size_t cap);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct part {
 	pthread_mutex_t lock;
@@ -31,6 +33,9 @@ struct part {
 	int dir_dirty;		/* a segment file was created since the last
 				 * fsync of dir; lock */
 	atomic_int queued;	/* on the group-commit list; see commit.c */
+	struct part_epoch *ep;	/* epoch history, oldest first; lock */
+	size_t nep, epcap;	/* lock */
+	const _Atomic uint64_t *wepoch;	/* epoch of local appends, or NULL */
 };
 
 static int cmp_u64(const void *a, const void *b)
@@ -100,6 +105,96 @@ static int list_bases(const char *dir, uint64_t **out, size_t *n)
 	return 0;
 }
 
+/* ---- epoch history: DIR/epochs, lines "EPOCH START" ---- */
+
+static int push_epoch(struct part *p, uint64_t epoch, uint64_t start)
+{
+	int rc = mq_grow(&p->ep, &p->epcap, p->nep + 1, sizeof(*p->ep), 4);
+
+	if (rc < 0)
+		return rc;
+	p->ep[p->nep].epoch = epoch;
+	p->ep[p->nep].start = start;
+	p->nep++;
+	return 0;
+}
+
+/* Load the history; entries past next (written just before a crash cut
+ * their messages) and a torn last line are dropped. */
+static int load_epochs(struct part *p)
+{
+	char path[PATH_MAX + 8], *buf, *line, *save = NULL;
+	ssize_t n;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "%s/epochs", p->dir);
+	buf = malloc(1 << 16);
+	if (!buf)
+		return -ENOMEM;
+	n = io_read_small(path, buf, (1 << 16) - 1);
+	if (n < 0) {
+		free(buf);
+		return n == -ENOENT ? 0 : (int)n;
+	}
+	buf[n] = 0;
+	for (line = strtok_r(buf, "\n", &save); line && rc == 0;
+	     line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long e, st;
+		int used = 0;
+
+		if (sscanf(line, "%llu %llu%n", &e, &st, &used) != 2 || line[used])
+			break;
+		if ((p->nep && e <= p->ep[p->nep - 1].epoch) || st > p->next_off)
+			break;
+		rc = push_epoch(p, e, st);
+	}
+	free(buf);
+	return rc;
+}
+
+/* Rewrite the history file whole (after a truncation). lock held. */
+static int save_epochs(struct part *p)
+{
+	char *text = malloc(p->nep * 42 + 1);
+	size_t len = 0;
+	int rc;
+
+	if (!text)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->nep; i++)
+		len += (size_t)sprintf(text + len, "%" PRIu64 " %" PRIu64 "\n",
+				       p->ep[i].epoch, p->ep[i].start);
+	rc = io_publish(p->dir, "epochs", text, len, 1);
+	free(text);
+	return rc;
+}
+
+/*
+ * Messages from next_off on are written under epoch: record it, durably,
+ * before them, if it is newer than the last one. Rare (once per partition
+ * and leader change), so the fsync does not matter. lock held.
+ */
+static int note_epoch(struct part *p, uint64_t epoch)
+{
+	char path[PATH_MAX + 8], line[48];
+	int fd, rc, n;
+
+	if (epoch == 0 || (p->nep && epoch <= p->ep[p->nep - 1].epoch))
+		return 0;
+	snprintf(path, sizeof(path), "%s/epochs", p->dir);
+	n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 "\n", epoch, p->next_off);
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	rc = io_pwrite_all(fd, line, (size_t)n, 0);
+	if (rc == 0)
+		rc = io_sync(fd);
+	close(fd);
+	if (rc == 0 && p->nep == 0)
+		rc = io_sync_dir(p->dir);
+	return rc < 0 ? rc : push_epoch(p, epoch, p->next_off);
+}
+
 int part_open(const char *dir, struct part **out)
 {
 	struct part *p = calloc(1, sizeof(*p));
@@ -154,6 +249,9 @@ int part_open(const char *dir, struct part **out)
 	}
 	p->end_pos = p->spos[p->nsegs - 1] + seg_bytes(p->segs[p->nsegs - 1]);
 	p->synced_pos = p->end_pos;
+	rc = load_epochs(p);
+	if (rc < 0)
+		goto out_free;
 	free(bases);
 	*out = p;
 	return 0;
@@ -171,6 +269,7 @@ void part_close(struct part *p)
 		seg_unref(p->segs[i]);
 	free(p->segs);
 	free(p->spos);
+	free(p->ep);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
@@ -250,6 +349,11 @@ int part_append(struct part *p, const char *buf, size_t len, int64_t ts_ms,
 	rc = p->dead ? -ENOENT : p->err;
 	if (rc < 0)
 		goto out_unlock;
+	if (p->wepoch) {
+		rc = note_epoch(p, atomic_load_explicit(p->wepoch, memory_order_relaxed));
+		if (rc < 0)
+			goto out_unlock;
+	}
 	act = p->segs[p->nsegs - 1];
 	if (seg_bytes(act) > 0 && seg_bytes(act) + len > segment_bytes) {
 		rc = roll(p, sync_seal);
@@ -425,10 +529,9 @@ ssize_t part_read(struct part *p, uint64_t pos, void *buf, size_t len)
 	return (ssize_t)done;
 }
 
-int part_read_msgs(struct part *p, uint64_t off, uint32_t max, char *buf,
-		   size_t cap, struct part_msg *out)
+int part_read_ents(struct part *p, uint64_t off, uint32_t max, char *buf,
+		   size_t cap, struct seg_entry *e, uint64_t *segp)
 {
-	struct seg_entry e[PART_MSGS_MAX];
 	struct seg *s;
 	uint64_t rel, n;
 	size_t i, bytes;
@@ -454,8 +557,8 @@ int part_read_msgs(struct part *p, uint64_t off, uint32_t max, char *buf,
 	seg_ref(s);
 	pthread_mutex_unlock(&p->lock);
 
-	if (max > PART_MSGS_MAX)
-		max = PART_MSGS_MAX;
+	if (segp)
+		*segp = seg_base(s);
 	if (n > max)
 		n = max;
 	rc = seg_entries(s, rel, (size_t)n, e);
@@ -464,26 +567,33 @@ int part_read_msgs(struct part *p, uint64_t off, uint32_t max, char *buf,
 	for (i = 0; i < n && e[i].pos + e[i].len + 1 - e[0].pos <= cap; i++)
 		;
 	if (i == 0) {
-		out[0].len = e[0].len;
 		rc = -ENOBUFS;
 		goto out;
 	}
 	bytes = (size_t)(e[i - 1].pos + e[i - 1].len + 1 - e[0].pos);
 	got = seg_read(s, e[0].pos, buf, bytes);
-	if (got < 0 || (size_t)got != bytes) {
-		rc = got < 0 ? (int)got : -EIO;
-		goto out;
-	}
-	for (size_t k = 0; k < i; k++) {
-		out[k].off = off + k;
+	rc = got < 0 ? (int)got : (size_t)got != bytes ? -EIO : (int)i;
+out:
+	seg_unref(s);
+	return rc;
+}
+
+int part_read_msgs(struct part *p, uint64_t off, uint32_t max, char *buf,
+		   size_t cap, struct part_msg *out)
+{
+	struct seg_entry e[PART_MSGS_MAX];
+	int n = part_read_ents(p, off, max < PART_MSGS_MAX ? max : PART_MSGS_MAX,
+			       buf, cap, e, NULL);
+
+	if (n == -ENOBUFS)
+		out[0].len = e[0].len;
+	for (int k = 0; k < n; k++) {
+		out[k].off = off + (uint64_t)k;
 		out[k].ts_ms = e[k].ts_ms;
 		out[k].line = buf + (e[k].pos - e[0].pos);
 		out[k].len = e[k].len;
 	}
-	rc = (int)i;
-out:
-	seg_unref(s);
-	return rc;
+	return n;
 }
 
 int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
@@ -529,4 +639,209 @@ int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
 	}
 	pthread_mutex_unlock(&p->lock);
 	return rc < 0 && freed == 0 ? rc : freed;
+}
+
+/* ---- replicas ---- */
+
+void part_set_epoch(struct part *p, const _Atomic uint64_t *src)
+{
+	pthread_mutex_lock(&p->lock);
+	p->wepoch = src;
+	pthread_mutex_unlock(&p->lock);
+}
+
+size_t part_epochs(struct part *p, struct part_epoch *out, size_t cap)
+{
+	size_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->nep;
+	memcpy(out, p->ep, (n < cap ? n : cap) * sizeof(*out));
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+void part_epoch_at(struct part *p, uint64_t off, uint64_t *epoch, uint64_t *until)
+{
+	size_t i = 0;
+
+	pthread_mutex_lock(&p->lock);
+	while (i < p->nep && p->ep[i].start <= off)
+		i++;
+	*epoch = i ? p->ep[i - 1].epoch : 0;
+	*until = i < p->nep ? p->ep[i].start : UINT64_MAX;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Remove segment i (not the only one). lock held. Returns its bytes. */
+static int64_t drop_seg(struct part *p, size_t i)
+{
+	struct seg *s = p->segs[i];
+	int64_t bytes = (int64_t)seg_bytes(s);
+
+	(void)seg_remove(s);
+	seg_unref(s);
+	p->nsegs--;
+	memmove(p->segs + i, p->segs + i + 1, (p->nsegs - i) * sizeof(*p->segs));
+	memmove(p->spos + i, p->spos + i + 1, (p->nsegs - i) * sizeof(*p->spos));
+	return bytes;
+}
+
+/*
+ * Replace every segment by one empty segment starting at offset off (a
+ * replica whose leader holds nothing of what it has). Byte positions go on
+ * from the old end. Returns the bytes removed. lock held.
+ */
+static int64_t restart_at(struct part *p, uint64_t off)
+{
+	struct seg *s;
+	int64_t freed = 0;
+	int rc;
+
+	if (p->nsegs == 1 && seg_count(p->segs[0]) == 0 && seg_base(p->segs[0]) == off)
+		return 0;
+	/* A segment at off may exist among the old ones (same name): remove
+	 * those first, keeping the list non-empty until the new one is in. */
+	for (size_t i = 0; i < p->nsegs;)
+		if (seg_base(p->segs[i]) == off && p->nsegs > 1)
+			freed += drop_seg(p, i);
+		else
+			i++;
+	if (p->nsegs == 1 && seg_base(p->segs[0]) == off) {
+		freed += (int64_t)seg_bytes(p->segs[0]);
+		rc = seg_truncate(p->segs[0], 0);
+		if (rc < 0)
+			return rc;
+		p->spos[0] = p->end_pos;
+	} else {
+		rc = seg_create(p->dir, off, &s);
+		if (rc < 0)
+			return rc;
+		rc = push_seg(p, s);
+		if (rc < 0) {
+			seg_remove(s);
+			seg_unref(s);
+			return rc;
+		}
+		p->spos[p->nsegs - 1] = p->end_pos;
+		while (p->nsegs > 1)
+			freed += drop_seg(p, 0);
+	}
+	p->next_off = off;
+	p->synced_pos = p->end_pos;
+	p->dir_dirty = 1;
+	return freed;
+}
+
+int part_append_ents(struct part *p, uint64_t lbase, uint64_t off,
+		     uint64_t epoch, const char *buf, size_t len,
+		     struct seg_entry *e, size_t n)
+{
+	struct seg *act;
+	size_t skip = 0;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	rc = p->dead ? -ENOENT : p->err;
+	if (rc < 0)
+		goto out;
+	if (off > p->next_off) {
+		rc = -ERANGE;	/* a gap: the sender must start earlier */
+		goto out;
+	}
+	/* What we hold already is a no-op: re-sending is always safe. */
+	while (skip < n && off + skip < p->next_off) {
+		buf += e[skip].len + 1;
+		len -= e[skip].len + 1;
+		skip++;
+	}
+	if (skip == n)
+		goto out;
+	off += skip;
+	rc = note_epoch(p, epoch);
+	if (rc < 0)
+		goto out;
+	act = p->segs[p->nsegs - 1];
+	/* Roll where the leader rolled, so that the segments match too. */
+	if (off == lbase && seg_count(act) > 0 && seg_base(act) < lbase) {
+		rc = roll(p, 0);
+		if (rc < 0)
+			goto out;
+		act = p->segs[p->nsegs - 1];
+	}
+	rc = seg_append_ents(act, buf, len, e + skip, n - skip);
+	if (rc < 0)
+		goto out;
+	p->next_off += n - skip;
+	p->end_pos += len;
+	rc = (int)(n - skip);
+out:
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+int64_t part_trim(struct part *p, uint64_t first)
+{
+	int64_t freed = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->dead) {
+		pthread_mutex_unlock(&p->lock);
+		return -ENOENT;
+	}
+	while (p->nsegs > 1 && seg_base(p->segs[1]) <= first)
+		freed += drop_seg(p, 0);
+	if (p->next_off < first || (p->next_off == first && seg_count(p->segs[0]) &&
+				    seg_base(p->segs[0]) < first)) {
+		int64_t n = p->nsegs == 1 ? restart_at(p, first) : 0;
+
+		if (n < 0) {
+			pthread_mutex_unlock(&p->lock);
+			return n;
+		}
+		freed += n;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return freed;
+}
+
+int64_t part_truncate(struct part *p, uint64_t off)
+{
+	int64_t freed = 0;
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	rc = p->dead ? -ENOENT : p->err;
+	if (rc < 0 || off >= p->next_off)
+		goto out;
+	if (off < seg_base(p->segs[0])) {
+		freed = restart_at(p, off);
+		rc = freed < 0 ? (int)freed : 0;
+	} else {
+		uint64_t before;
+
+		i = find_seg(p, off, 1);
+		while (p->nsegs > i + 1)
+			freed += drop_seg(p, p->nsegs - 1);
+		before = seg_bytes(p->segs[i]);
+		rc = seg_truncate(p->segs[i], off - seg_base(p->segs[i]));
+		if (rc == 0) {
+			freed += (int64_t)(before - seg_bytes(p->segs[i]));
+			p->next_off = off;
+			p->end_pos = p->spos[i] + seg_bytes(p->segs[i]);
+			if (p->synced_pos > p->end_pos)
+				p->synced_pos = p->end_pos;
+			p->dir_dirty = 1;
+		}
+	}
+	if (rc == 0 && io_sync_dir(p->dir) == 0)
+		p->dir_dirty = 0;
+	while (rc == 0 && p->nep && p->ep[p->nep - 1].start >= off)
+		p->nep--;
+	if (rc == 0)
+		rc = save_epochs(p);
+out:
+	pthread_mutex_unlock(&p->lock);
+	return rc < 0 ? rc : freed;
 }

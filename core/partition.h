@@ -28,10 +28,12 @@
 #ifndef MQ_PARTITION_H
 #define MQ_PARTITION_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 struct part;
+struct seg_entry;
 
 /* A consistent snapshot of a partition's counters (part_stat). */
 struct part_stat {
@@ -110,6 +112,14 @@ struct part_msg {
 int part_read_msgs(struct part *p, uint64_t off, uint32_t max, char *buf,
 		   size_t cap, struct part_msg *out);
 
+/*
+ * Like part_read_msgs, for replication: the index entries themselves
+ * (e has room for max), the lines packed in buf, and the first offset of
+ * the segment they are in (*seg_base, when not NULL).
+ */
+int part_read_ents(struct part *p, uint64_t off, uint32_t max, char *buf,
+		   size_t cap, struct seg_entry *e, uint64_t *seg_base);
+
 /* ---- maintenance ---- */
 
 /*
@@ -123,5 +133,48 @@ int part_read_msgs(struct part *p, uint64_t off, uint32_t max, char *buf,
  */
 int64_t part_retain(struct part *p, int64_t now_ms, uint64_t retention_ms,
 		    uint64_t retention_bytes, uint64_t consumed);
+
+/* ---- epochs and replicas (core/replica.h) ----
+ *
+ * Each partition keeps its epoch history in DIR/epochs: lines "EPOCH
+ * START", one per leader epoch under which it got messages, START being
+ * the first offset written under it (Kafka's leader-epoch cache). Messages
+ * before the first entry belong to epoch 0. A follower records the epochs
+ * its leader sends, so that both histories agree on what they share, and
+ * where they disagree is where a returning node's log diverged.
+ */
+struct part_epoch {
+	uint64_t epoch, start;
+};
+
+/* Where the epoch of local appends is read (the node's epoch while it
+ * leads, 0 otherwise; NULL = 0): recorded in the history at the first
+ * append under it. The pointer is borrowed and must outlive p. */
+void part_set_epoch(struct part *p, const _Atomic uint64_t *src);
+/* Copy up to cap history entries; returns how many there are. */
+size_t part_epochs(struct part *p, struct part_epoch *out, size_t cap);
+/* The epoch of message off, and the offset where the next epoch starts
+ * (UINT64_MAX if none). */
+void part_epoch_at(struct part *p, uint64_t off, uint64_t *epoch, uint64_t *until);
+
+/*
+ * A replica's append: n messages from offset off, written under epoch by
+ * the leader, in its segment starting at seg_base, lines packed in buf
+ * (len bytes), with the leader's entries e (pos is rewritten). Messages
+ * below the partition's next offset are skipped (held already). Rolls to
+ * a new segment where the leader's began. Returns the number appended,
+ * -ERANGE if off is past the end (a gap), or -errno.
+ */
+int part_append_ents(struct part *p, uint64_t seg_base, uint64_t off,
+		     uint64_t epoch, const char *buf, size_t len,
+		     struct seg_entry *e, size_t n);
+/* The leader's first retained offset is first: delete the whole segments
+ * below it; a partition holding nothing at or past first starts over,
+ * empty, at first. Returns the bytes deleted or -errno. */
+int64_t part_trim(struct part *p, uint64_t first);
+/* Drop the messages at and after off (a tail the leader never had), and
+ * the epochs that begin there; durable when it returns. Returns the bytes
+ * deleted or -errno. */
+int64_t part_truncate(struct part *p, uint64_t off);
 
 #endif

@@ -433,6 +433,70 @@ out_cut:
 	return rc;
 }
 
+int seg_append_ents(struct seg *s, const char *buf, size_t len,
+		    struct seg_entry *ents, size_t n)
+{
+	uint64_t pos = s->bytes;
+	size_t done = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		ents[i].pos = pos;
+		pos += (uint64_t)ents[i].len + 1;
+	}
+	if (pos - s->bytes != len)
+		return -EINVAL;
+	rc = io_pwrite_all(s->log_fd, buf, len, (off_t)s->bytes);
+	while (rc == 0 && done < n) {
+		size_t k = n - done < ENT_BATCH ? n - done : ENT_BATCH;
+
+		rc = io_pwrite_all(s->idx_fd, ents + done, k * ENT,
+				   (off_t)(IDX_HDR + (s->nmsgs + done) * ENT));
+		done += k;
+	}
+	if (rc < 0) {
+		(void)io_truncate(s->idx_fd, (off_t)(IDX_HDR + s->nmsgs * ENT));
+		(void)io_truncate(s->log_fd, (off_t)s->bytes);
+		return rc;
+	}
+	s->nmsgs += n;
+	s->bytes = pos;
+	if (n)
+		s->last_ts = ents[n - 1].ts_ms;
+	return 0;
+}
+
+int seg_truncate(struct seg *s, uint64_t n)
+{
+	struct seg_entry e;
+	uint64_t bytes = 0;
+	int64_t last = 0;
+	int rc;
+
+	if (n >= s->nmsgs)
+		return 0;
+	if (n > 0) {
+		rc = seg_entry(s, n - 1, &e);
+		if (rc < 0)
+			return rc;
+		bytes = e.pos + e.len + 1;
+		last = e.ts_ms;
+	}
+	/* Index first: a crash in between leaves log bytes without entries,
+	 * which recovery cuts, never entries without their lines. */
+	rc = io_truncate(s->idx_fd, (off_t)(IDX_HDR + n * ENT));
+	if (rc == 0)
+		rc = io_truncate(s->log_fd, (off_t)bytes);
+	if (rc == 0)
+		rc = seg_sync(s);
+	if (rc < 0)
+		return rc;
+	s->nmsgs = n;
+	s->bytes = bytes;
+	s->last_ts = last;
+	return 0;
+}
+
 int seg_sync(struct seg *s)
 {
 	int rc = io_sync(s->log_fd);

@@ -73,6 +73,17 @@ int seg_remove(struct seg *s);
  * recovery cuts. On failure the log is cut back and nothing is visible.
  */
 int seg_append(struct seg *s, const char *buf, size_t len, int64_t ts_ms);
+/*
+ * Append n messages whose lines (each with its '\n') are the len bytes of
+ * buf, with the lengths, timestamps and checksums of ents (a replica
+ * copying its leader's entries; pos is filled in here). -EINVAL if the
+ * lengths do not add up to len; on failure nothing is visible.
+ */
+int seg_append_ents(struct seg *s, const char *buf, size_t len,
+		    struct seg_entry *ents, size_t n);
+/* Keep only the first n messages (a replica dropping a tail its new leader
+ * never had); synced before it returns. */
+int seg_truncate(struct seg *s, uint64_t n);
 /* fdatasync of the log, then the index. */
 int seg_sync(struct seg *s);
 

@@ -18,12 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 struct topic {
 	atomic_int refs;
 	pthread_mutex_t lock;
 	uint32_t id;				/* immutable */
+	uint64_t uid;				/* immutable; see topic_uid */
 	char name[MQ_NAME_MAX + 1];		/* immutable */
 	char dir[PATH_MAX];			/* immutable */
 	struct cfg_topic cfg;			/* lock */
@@ -84,6 +86,7 @@ static int open_parts(struct topic *t, uint32_t n)
 			rc = part_open(dir, &t->parts[i]);
 		if (rc < 0)
 			return rc;
+		part_set_epoch(t->parts[i], t->hooks ? t->hooks->wepoch : NULL);
 	}
 	/* A new partition's directory must survive a crash once its
 	 * messages are acknowledged. */
@@ -197,7 +200,33 @@ static int load_groups(struct topic *t)
 	return rc;
 }
 
-int topic_open(const char *dir, const char *name, uint32_t id,
+/* DIR/uid: the topic's incarnation, 16 hex digits. A topic made before
+ * replication existed gets one at its first open. */
+static int load_uid(struct topic *t, uint64_t want, int create)
+{
+	char p[PATH_MAX], text[32];
+	ssize_t n = -ENOENT;
+	int rc = path(p, t, "uid", NULL);
+
+	if (rc < 0)
+		return rc;
+	if (!create)
+		n = io_read_small(p, text, sizeof(text) - 1);
+	if (n > 0) {
+		text[n] = 0;
+		t->uid = strtoull(text, NULL, 16);
+		if (t->uid)
+			return 0;
+	}
+	while (!(t->uid = want)) {
+		if (getrandom(&want, sizeof(want), 0) != sizeof(want))
+			return -errno;
+	}
+	n = snprintf(text, sizeof(text), "%016" PRIx64 "\n", t->uid);
+	return io_publish(t->dir, "uid", text, (size_t)n, durable(t));
+}
+
+int topic_open(const char *dir, const char *name, uint32_t id, uint64_t uid,
 	       const struct cfg_topic *defaults, const struct topic_hooks *hooks,
 	       int create, struct topic **out)
 {
@@ -243,6 +272,8 @@ int topic_open(const char *dir, const char *name, uint32_t id,
 		}
 	}
 	rc = io_mkdir(dir);
+	if (rc == 0)
+		rc = load_uid(t, uid, create);
 	if (rc == 0 && (rc = path(p, t, "parts", NULL)) == 0)
 		rc = io_mkdir(p);
 	if (rc == 0 && (rc = path(p, t, "groups", NULL)) == 0)
@@ -313,6 +344,7 @@ int topic_destroy(struct topic *t)
 }
 
 uint32_t topic_id(const struct topic *t) { return t->id; }
+uint64_t topic_uid(const struct topic *t) { return t->uid; }
 const char *topic_name(const struct topic *t) { return t->name; }
 
 int topic_cfg(struct topic *t, struct cfg_topic *out)
@@ -761,6 +793,8 @@ void topic_waiters(struct topic *t, int delta)
 
 void topic_ready(struct topic *t)
 {
+	if (t->hooks && t->hooks->changed)
+		t->hooks->changed(t->hooks->changed_arg);
 	if (atomic_load_explicit(&t->waiters, memory_order_acquire) > 0 &&
 	    t->hooks && t->hooks->ready)
 		t->hooks->ready(t->hooks->ready_arg, t);

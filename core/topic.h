@@ -47,13 +47,22 @@ struct topic_hooks {
 	 * with lease->lock held: it must take no core lock. */
 	void (*due)(void *arg, int64_t mono_ms);
 	void *due_arg;
+	/* Messages were appended or consumed (or anything else that a
+	 * replicator copies may have changed): called after every append,
+	 * with no lock held; must be cheap. Set by the replicator. */
+	void (*changed)(void *arg);
+	void *changed_arg;
+	/* The epoch of local appends (partition.h): the node's epoch while
+	 * it leads. Owned by the engine; NULL = 0. */
+	const _Atomic uint64_t *wepoch;
 };
 
 /* Open the topic stored in dir; with create, make it from *defaults
- * (-EEXIST if dir has a config already). Recovers every partition, and
+ * (-EEXIST if dir has a config already) with incarnation uid (0: a new
+ * random one; see topic_uid). Recovers every partition, and
  * every group's offsets, leases and dead letters. hooks (may be NULL)
  * must outlive the topic. */
-int topic_open(const char *dir, const char *name, uint32_t id,
+int topic_open(const char *dir, const char *name, uint32_t id, uint64_t uid,
 	       const struct cfg_topic *defaults, const struct topic_hooks *hooks,
 	       int create, struct topic **out);
 void topic_ref(struct topic *t);
@@ -63,6 +72,10 @@ int topic_destroy(struct topic *t);
 
 uint32_t topic_id(const struct topic *t);
 const char *topic_name(const struct topic *t);
+/* A random number fixed when the topic is created (stored in DIR/uid) and
+ * copied to replicas: a topic deleted and made again under the same name is
+ * another topic, which replicas can tell. Never 0. */
+uint64_t topic_uid(const struct topic *t);
 
 /* ---- settings ---- */
 

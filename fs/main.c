@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "mqfs.h"
+#include "../replication/repl.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -92,6 +93,7 @@ int main(int argc, char *argv[])
 	struct fuse_session *se;
 	struct args a = { 0 };
 	char dir[PATH_MAX];
+	struct repl *r = NULL;
 	struct mq *m = NULL;
 	int rc = 1;
 
@@ -133,7 +135,10 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
 	mq_set_ready(m, mqfs_ready, NULL);
-	if (fuse_daemonize(opts.foreground) != 0 || mq_start(m) < 0)
+	if (repl_open(m, &r) < 0)
+		goto out_unmount;
+	mqfs_set_repl(r);
+	if (fuse_daemonize(opts.foreground) != 0 || mq_start(m) < 0 || repl_start(r) < 0)
 		goto out_unmount;
 	if (opts.singlethread) {
 		rc = fuse_session_loop(se);
@@ -150,7 +155,9 @@ int main(int argc, char *argv[])
 	}
 	rc = rc != 0;
 out_unmount:
-	/* Last group commit while the session can still carry the replies. */
+	/* Waiting acks=all writers get EIO, then the last group commit, while
+	 * the session can still carry the replies. */
+	repl_stop(r);
 	mq_close(m);
 	m = NULL;
 	fuse_session_unmount(se);

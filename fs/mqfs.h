@@ -21,7 +21,7 @@
  * group is found by asking each group's dead letters.
  *
  * The root is kind MQFS_ROOT with everything else 0, which is inode 1 as
- * FUSE requires.
+ * FUSE requires. The node's files under .mq/ have topic id 0 too.
  */
 #ifndef MQFS_H
 #define MQFS_H
@@ -58,6 +58,11 @@ enum mqfs_kind {
 	MQFS_DLQG,	/* T/dlq/G/ */
 	MQFS_REDRIVE,	/* T/dlq/G/redrive */
 	MQFS_DEAD,	/* T/dlq/G/P:OFF */
+	MQFS_MQDIR,	/* .mq/ */
+	MQFS_ROLE,	/* .mq/role */
+	MQFS_EPOCH,	/* .mq/epoch */
+	MQFS_REPLICAS,	/* .mq/replicas */
+	MQFS_REPL,	/* .mq/repl: the replication endpoint (core/replica.h) */
 	MQFS_NKINDS
 };
 _Static_assert(MQFS_NKINDS <= 32, "kinds must fit 5 bits");
@@ -98,6 +103,12 @@ static inline struct mqfs_id mqfs_id(fuse_ino_t ino)
 
 /* The operations table; userdata of the session is the struct mq. */
 extern const struct fuse_lowlevel_ops mqfs_ops;
+
+struct repl;
+/* The replicator (replication/repl.h): producer writes ask it for leave
+ * (repl_admit) and, under acks=all, wait for it (repl_wait). Set before
+ * the session runs; borrowed. */
+void mqfs_set_repl(struct repl *r);
 
 /* topic_hooks.ready (mq_set_ready): answer the parked reads and wake the
  * pollers of next and batch files of t. */

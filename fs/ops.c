@@ -30,7 +30,9 @@
 #include "../core/lease.h"
 #include "../core/partition.h"
 #include "../core/producer.h"
+#include "../core/replica.h"
 #include "../core/topic.h"
+#include "../replication/repl.h"
 
 #define ENTRY_TIMEOUT 1.0
 #define BLKSIZE (1 << 20)	/* cat and cp then move 1 MiB per call */
@@ -59,17 +61,22 @@ struct fh {
 				 * of a write, completed by the next one */
 	size_t line_len;	/* bytes of it; the kernel serializes the
 				 * writes of one file, so no lock */
+	struct replica_rx *rx;	/* REPL opened for writing: the stream */
 };
 
 /* Longest line kept between writes of ack, nack and redrive: an id and a
  * nack reason. */
 #define LINE_MAX_KEPT (LEASE_REASON_MAX + 64)
 
-/* A write or release waiting for core to finish it (maybe on another thread). */
+/* A write or release waiting for core to finish it (maybe on another
+ * thread), and then, under acks=all, for the replicator. */
 struct wreq {
 	struct prod_req rq;	/* first: rq is the wreq */
+	struct repl_wait rw;	/* acks=all */
 	fuse_req_t req;
 	struct fh *h;		/* release: the handle to free afterwards */
+	struct topic *t;	/* write: borrowed from the open file */
+	size_t n;		/* write: bytes accepted */
 	struct wreq *prev, *next;	/* writes in flight; inflight_lock */
 };
 
@@ -104,6 +111,25 @@ static struct mq *mq_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* The replicator; set before the session runs, NULL in none. */
+static struct repl *the_repl;
+
+void mqfs_set_repl(struct repl *r)
+{
+	the_repl = r;
+}
+
+/* A follower's state comes only from its leader (SPEC section 6). */
+static int changes_allowed(struct mq *m)
+{
+	return mq_role(m) == CFG_ROLE_LEADER ? 0 : -EROFS;
+}
+
+static int is_node_file(enum mqfs_kind k)
+{
+	return k >= MQFS_MQDIR && k <= MQFS_REPL;
+}
+
 /* The one place where core's -errno becomes a FUSE reply. */
 static void mqfs_reply_err(fuse_req_t req, int rc)
 {
@@ -114,7 +140,7 @@ static int is_dir(enum mqfs_kind k)
 {
 	return k == MQFS_ROOT || k == MQFS_TOPIC || k == MQFS_GROUPS ||
 	       k == MQFS_GROUP || k == MQFS_OFFSETS || k == MQFS_DLQ ||
-	       k == MQFS_DLQG;
+	       k == MQFS_DLQG || k == MQFS_MQDIR;
 }
 
 /* The group holding dead letter number dead (copied to *e if not NULL);
@@ -147,8 +173,8 @@ static int resolve(struct mq *m, struct mqfs_id id, struct topic **tp, struct cg
 	*gp = NULL;
 	if (id.kind < MQFS_ROOT || id.kind >= MQFS_NKINDS)
 		return -ENOENT;
-	if (id.kind == MQFS_ROOT)
-		return 0;
+	if (id.kind == MQFS_ROOT || is_node_file(id.kind))
+		return id.tid == 0 ? 0 : -ENOENT;
 	t = mq_topic_get(m, id.tid);
 	if (!t)
 		return -ENOENT;
@@ -222,6 +248,12 @@ static int fill_stat(struct mqfs_id id, struct topic *t, struct cg *g,
 	case MQFS_NACK:
 	case MQFS_REDRIVE:
 		st->st_mode = S_IFREG | 0200;
+		break;
+	case MQFS_ROLE:
+		st->st_mode = S_IFREG | 0644;
+		break;
+	case MQFS_REPL:
+		st->st_mode = S_IFREG | 0600;
 		break;
 	case MQFS_DEAD: {
 		struct dlq_entry e;
@@ -313,11 +345,29 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = -ENOENT;
 	switch (id.kind) {
 	case MQFS_ROOT:
+		if (!strcmp(name, ".mq")) {
+			c.kind = MQFS_MQDIR;
+			rc = 0;
+			break;
+		}
 		ct = mq_topic_find(m, name);
 		if (ct) {
 			c = (struct mqfs_id){ MQFS_TOPIC, 0, 0, topic_id(ct), 0 };
 			rc = 0;
 		}
+		break;
+	case MQFS_MQDIR:
+		rc = 0;
+		if (!strcmp(name, "role"))
+			c.kind = MQFS_ROLE;
+		else if (!strcmp(name, "epoch"))
+			c.kind = MQFS_EPOCH;
+		else if (!strcmp(name, "replicas"))
+			c.kind = MQFS_REPLICAS;
+		else if (!strcmp(name, "repl"))
+			c.kind = MQFS_REPL;
+		else
+			rc = -ENOENT;
 		break;
 	case MQFS_TOPIC:
 		rc = 0;
@@ -439,6 +489,7 @@ static void free_fh(struct fh *h)
 	if (!h)
 		return;
 	prod_close(h->prod);
+	replica_rx_close(h->rx);
 	cg_unref(h->g);
 	if (h->t)
 		topic_unref(h->t);
@@ -561,6 +612,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		struct topic *t;
 		uint32_t after = 0;
 
+		rc = add_entry(req, h, &cap, ".mq", mqfs_ino(MQFS_MQDIR, 0, 0, 0), 1);
 		while (rc == 0 && (t = mq_topic_next(m, after))) {
 			after = topic_id(t);
 			rc = add_entry(req, h, &cap, topic_name(t),
@@ -628,6 +680,17 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	case MQFS_OFFSETS:
 		rc = list_parts(req, h, &cap, id, MQFS_OFFSET);
 		break;
+	case MQFS_MQDIR: {
+		static const struct { const char *name; enum mqfs_kind kind; } files[] = {
+			{ "role", MQFS_ROLE }, { "epoch", MQFS_EPOCH },
+			{ "replicas", MQFS_REPLICAS }, { "repl", MQFS_REPL },
+		};
+
+		for (size_t i = 0; rc == 0 && i < sizeof(files) / sizeof(files[0]); i++)
+			rc = add_entry(req, h, &cap, files[i].name,
+				       mqfs_ino(files[i].kind, 0, 0, 0), 0);
+		break;
+	}
 	default:
 		rc = -ENOTDIR;
 	}
@@ -676,6 +739,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int rc = resolve(m, id, &t, &g);
 
 	(void)mode;
+	if (rc == 0 && (id.kind == MQFS_ROOT || id.kind == MQFS_GROUPS))
+		rc = changes_allowed(m);
 	if (rc < 0)
 		goto out;
 	if (id.kind == MQFS_ROOT) {
@@ -715,6 +780,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct cg *g;
 	int rc = resolve(m, id, &t, &g);
 
+	if (rc == 0 && (id.kind == MQFS_ROOT || id.kind == MQFS_GROUPS))
+		rc = changes_allowed(m);
 	if (rc == 0) {
 		if (id.kind == MQFS_ROOT)
 			rc = mq_topic_delete(m, name);
@@ -753,7 +820,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (rc == 0)
 		rc = id.kind != MQFS_DLQG || !strcmp(name, "redrive") ? -EPERM :
-		     lease_dead_remove(cg_lease(g), name);
+		     changes_allowed(mq_of(req));
+	if (rc == 0)
+		rc = lease_dead_remove(cg_lease(g), name);
 	mqfs_reply_err(req, rc);
 	cg_unref(g);
 	if (t)
@@ -793,18 +862,34 @@ static int allowed(enum mqfs_kind k)
 	case MQFS_PART:
 	case MQFS_CONFIG:
 	case MQFS_OFFSET:
+	case MQFS_ROLE:
+	case MQFS_REPL:
 		return 3;
 	default:
 		return 1;
 	}
 }
 
-static int snapshot(struct fh *h, struct mqfs_id id)
+static int snapshot(struct mq *m, struct fh *h, struct mqfs_id id)
 {
 	char buf[512];
 	int n;
 
 	switch (id.kind) {
+	case MQFS_ROLE:
+		n = snprintf(buf, sizeof(buf), "%s\n",
+			     mq_role(m) == CFG_ROLE_LEADER ? "leader" : "follower");
+		break;
+	case MQFS_EPOCH:
+		n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", mq_epoch(m));
+		break;
+	case MQFS_REPLICAS:
+		if (the_repl)
+			return repl_status_text(the_repl, &h->text, &h->len);
+		n = snprintf(buf, sizeof(buf), "peer in_sync lag_messages lag_bytes state error\n");
+		break;
+	case MQFS_REPL:
+		return replica_state_text(m, &h->text, &h->len);
 	case MQFS_TSTATS:
 		return topic_stats_text(h->t, &h->text, &h->len);
 	case MQFS_GSTATS:
@@ -855,6 +940,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->kind = id.kind;
 	h->part = id.part;
 	rc = resolve(m, id, &h->t, &h->g);
+	/* A follower takes changes from its leader only: refused at open
+	 * (and again at each write, for files opened before it stepped
+	 * down). Reading next or batch leases, which is a change. */
+	if (rc == 0 && (((want & 2) && !is_node_file(id.kind)) ||
+			id.kind == MQFS_NEXT || id.kind == MQFS_BATCH))
+		rc = changes_allowed(m);
 	if (rc < 0)
 		goto out_err;
 	if (id.kind == MQFS_PART || id.kind == MQFS_GPART) {
@@ -863,8 +954,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc == 0 && (want & 2) && (id.kind == MQFS_PUBLISH || id.kind == MQFS_PART))
 		rc = prod_open(h->t, id.kind == MQFS_PART ? (int)id.part : -1,
 			       mq_commit(m), &h->prod);
+	if (rc == 0 && (want & 2) && id.kind == MQFS_REPL)
+		rc = replica_rx_open(m, &h->rx);
 	if (rc == 0 && (want & 1))
-		rc = snapshot(h, id);
+		rc = snapshot(m, h, id);
 	if (id.kind == MQFS_NEXT || id.kind == MQFS_BATCH)
 		h->consumer = lease_consumer();
 	h->dead = id.dead;
@@ -1153,7 +1246,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)ino;
 	if (h->kind == MQFS_NEXT || h->kind == MQFS_BATCH) {
-		read_lease(req, h, size, off, fi->flags);
+		int rc = changes_allowed(mq_of(req));
+
+		if (rc < 0)
+			mqfs_reply_err(req, rc);
+		else
+			read_lease(req, h, size, off, fi->flags);
 		return;
 	}
 	if (h->kind != MQFS_PART && h->kind != MQFS_GPART) {
@@ -1182,15 +1280,36 @@ static void inflight_del(struct wreq *w)
 		w->next->prev = w->prev;
 }
 
+/* acks=all: the in-sync peers hold the write (rc 0), or cannot (-EIO). */
+static void repl_done(struct repl_wait *rw, int rc)
+{
+	struct wreq *w = (struct wreq *)((char *)rw - offsetof(struct wreq, rw));
+
+	if (rc < 0)
+		mqfs_reply_err(w->req, rc);
+	else
+		fuse_reply_write(w->req, w->n);
+	free(w);
+}
+
 static void write_done(struct prod_req *rq, ssize_t n)
 {
 	struct wreq *w = (struct wreq *)rq;
+	int rc = 1;
 
 	pthread_mutex_lock(&inflight_lock);
 	inflight_del(w);
 	pthread_mutex_unlock(&inflight_lock);
-	if (n < 0)
-		mqfs_reply_err(w->req, (int)n);
+	if (n > 0 && the_repl) {
+		/* Local now; under acks=all the reply waits for the peers. */
+		w->n = (size_t)n;
+		w->rw.done = repl_done;
+		rc = repl_wait(the_repl, &w->rw, w->t, rq->touched);
+		if (rc == 0)
+			return;
+	}
+	if (n < 0 || rc < 0)
+		mqfs_reply_err(w->req, n < 0 ? (int)n : rc);
 	else
 		fuse_reply_write(w->req, (size_t)n);
 	free(w);
@@ -1277,6 +1396,20 @@ static int write_lines(struct fh *h, const char *buf, size_t size)
 	return 0;
 }
 
+/* echo leader|follower > .mq/role */
+static int role_write(struct mq *m, const char *buf, size_t size)
+{
+	while (size && (buf[size - 1] == '\n' || buf[size - 1] == ' '))
+		size--;
+	if (size == 6 && !memcmp(buf, "leader", 6))
+		return mq_promote(m);
+	if (size == 8 && !memcmp(buf, "follower", 8)) {
+		mq_demote(m, "set by .mq/role");
+		return 0;
+	}
+	return -EINVAL;
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		     off_t off, struct fuse_file_info *fi)
 {
@@ -1286,7 +1419,18 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	int rc;
 
 	(void)ino;
-	(void)off;	/* every write appends, whatever the position */
+	/* Every write appends, whatever the position; only the replication
+	 * stream checks it (a hole in the stream must not be applied). */
+	if (!is_node_file(h->kind)) {
+		/* a follower: EROFS; acks=all short of min_insync: EIO */
+		rc = changes_allowed(mq_of(req));
+		if (rc == 0 && the_repl && (h->kind == MQFS_PUBLISH || h->kind == MQFS_PART))
+			rc = repl_admit(the_repl);
+		if (rc < 0) {
+			mqfs_reply_err(req, rc);
+			return;
+		}
+	}
 	switch (h->kind) {
 	case MQFS_PUBLISH:
 	case MQFS_PART:
@@ -1295,6 +1439,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 			mqfs_reply_err(req, -ENOMEM);
 			return;
 		}
+		w->t = h->t;
 		w->rq.done = write_done;
 		w->rq.interrupted = write_interrupted;
 		w->rq.pr = h->prod;	/* set before on_write_intr can see w */
@@ -1326,6 +1471,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	case MQFS_REDRIVE:
 		rc = write_lines(h, buf, size);
 		break;
+	case MQFS_ROLE:
+		rc = role_write(mq_of(req), buf, size);
+		break;
+	case MQFS_REPL: {
+		ssize_t n = replica_rx_write(h->rx, (uint64_t)off, buf, size);
+
+		rc = n < 0 ? (int)n : 0;
+		break;
+	}
 	default:
 		rc = -EACCES;
 	}
@@ -1357,7 +1511,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 	(void)ino;
 	(void)datasync;
-	if (h->kind == MQFS_PART) {
+	if (h->kind == MQFS_REPL && h->rx) {
+		rc = replica_rx_sync(h->rx);
+	} else if (h->kind == MQFS_PART) {
 		rc = part_sync(topic_part(h->t, h->part));
 	} else if (h->kind == MQFS_PUBLISH) {
 		uint32_t n = topic_nparts(h->t);
