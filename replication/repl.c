@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -33,6 +34,7 @@
 #define MSGS_MAX 4096
 #define NONE UINT64_MAX
 #define IDLE_MS 100		/* control state (offsets, letters) is polled */
+#define PROBE_MS 200		/* an idle peer is probed this often */
 #define RETRY_MIN_MS 200
 #define RETRY_MAX_MS 2000
 
@@ -95,12 +97,19 @@ struct peer {
 	struct mtopic *mt;		/* the slots; grown under r->lock */
 	size_t nmt, mtcap;
 	/* the thread's: */
-	int fd;				/* the stream, -1 = not connected */
+	int connected;			/* the mirror describes the peer */
+	int fd;				/* the stream: open while there is
+					 * something to send, so that an idle
+					 * peer can be unmounted; -1 = closed */
+	dev_t dev;			/* the endpoint's device at connect: a
+					 * remount makes another one */
 	size_t unsynced;		/* bytes written since the last fsync */
 	char *buf;			/* frames not written yet */
 	size_t len, cap;
 	uint64_t tsig;			/* the topic list sent (a hash) */
 	int64_t caught_up_ms;		/* monotonic */
+	int64_t io_ms;			/* the last I/O with the peer, monotonic */
+	int64_t sent_ms;		/* the last frames written, monotonic */
 	int retry_ms;
 	struct seed *seed;		/* the peer's state at connect; owned */
 	size_t nseed, seedcap;
@@ -310,10 +319,30 @@ static struct mgroup *group_get(struct mtopic *mt, uint32_t gid)
 
 /* ---- frames ---- */
 
+/* Open the stream again after an idle time: the same mount, or the
+ * mirror is void (-ESTALE: connect again). */
+static int reopen(struct peer *pe)
+{
+	struct stat st;
+
+	pe->fd = open(pe->file, O_WRONLY | O_CLOEXEC);
+	if (pe->fd < 0)
+		return -errno;
+	if (fstat(pe->fd, &st) < 0 || st.st_dev != pe->dev)
+		return -ESTALE;
+	return 0;
+}
+
 static int flush(struct peer *pe)
 {
 	size_t done = 0;
 
+	if (pe->fd < 0) {
+		int rc = reopen(pe);
+
+		if (rc < 0)
+			return rc;
+	}
 	while (done < pe->len) {
 		ssize_t n = write(pe->fd, pe->buf + done, pe->len - done);
 
@@ -325,6 +354,7 @@ static int flush(struct peer *pe)
 	}
 	pe->unsynced += pe->len;
 	pe->len = 0;
+	pe->sent_ms = mq_mono_ms();
 	return 0;
 }
 
@@ -742,8 +772,23 @@ static int cycle(struct peer *pe, int *caught)
 		rc = flush(pe);
 	if (rc == 0 && pe->unsynced) {
 		rc = fsync(pe->fd) < 0 ? -errno : 0;
+		pe->io_ms = mq_mono_ms();
 		if (rc == 0)
 			pe->unsynced = 0;
+	} else if (rc == 0 && mq_mono_ms() - pe->io_ms >= PROBE_MS) {
+		/* An idle peer is probed: one that died or was unmounted is
+		 * noticed (and leaves the in-sync set) before the next write
+		 * waits for it. */
+		struct stat st;
+
+		rc = stat(pe->file, &st) < 0 ? -errno : st.st_dev != pe->dev ? -ESTALE : 0;
+		pe->io_ms = mq_mono_ms();
+	}
+	if (rc == 0 && *caught && pe->fd >= 0 && mq_mono_ms() - pe->sent_ms >= IDLE_MS) {
+		/* Everything is there and nothing came for a while: let go
+		 * of the peer's mount (it can be unmounted now). */
+		close(pe->fd);
+		pe->fd = -1;
 	}
 	if (rc == 0) {
 		/* The peer holds what was sent: acks=all writers may go. */
@@ -864,8 +909,13 @@ static int read_all(const char *path, char **out, size_t *len)
 {
 	size_t n = 0, cap = 0;
 	char *b = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_DIRECT: through a network filesystem, the peer's answer now, not
+	 * a cached page or a cached size (where it is not supported, a
+	 * plain read). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
 
+	if (fd < 0 && errno == EINVAL)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	for (;;) {
@@ -974,6 +1024,7 @@ static void disconnect(struct peer *pe)
 	if (pe->fd >= 0)
 		close(pe->fd);
 	pe->fd = -1;
+	pe->connected = 0;
 	pe->len = 0;
 	pe->unsynced = 0;
 }
@@ -988,12 +1039,16 @@ static int connect_peer(struct peer *pe)
 	size_t len;
 	int rc;
 
+	struct stat st;
+
 	pe->fd = open(pe->file, O_WRONLY | O_CLOEXEC);
-	if (pe->fd < 0) {
+	if (pe->fd < 0 || fstat(pe->fd, &st) < 0) {
 		rc = -errno;
 		set_state(pe, P_UNREACHABLE, 0, "%s: %s", pe->file, strerror(-rc));
+		disconnect(pe);
 		return rc;
 	}
+	pe->dev = st.st_dev;
 	rc = read_all(pe->file, &text, &len);
 	if (rc < 0) {
 		set_state(pe, P_UNREACHABLE, 0, "reading %s: %s", pe->file, strerror(-rc));
@@ -1021,6 +1076,8 @@ static int connect_peer(struct peer *pe)
 		return rc;
 	}
 	reset_mirror(pe);
+	pe->connected = 1;
+	pe->io_ms = mq_mono_ms();
 	set_state(pe, P_CONNECTING, 0, "-");
 	return 0;
 }
@@ -1060,14 +1117,14 @@ static void *peer_main(void *arg)
 		int caught, rc;
 
 		if (mq_role(r->m) != CFG_ROLE_LEADER) {
-			if (pe->fd >= 0 || pe->state != P_IDLE) {
+			if (pe->connected || pe->state != P_IDLE) {
 				disconnect(pe);
 				set_state(pe, P_IDLE, 0, "this node is a follower");
 			}
 			nap(r, &seen, IDLE_MS);
 			continue;
 		}
-		if (pe->fd < 0 && connect_peer(pe) < 0) {
+		if (!pe->connected && connect_peer(pe) < 0) {
 			nap(r, NULL, pe->retry_ms);
 			pe->retry_ms = pe->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : pe->retry_ms * 2;
 			continue;
