@@ -79,8 +79,10 @@ asan: mqfs-asan $(UNITS_ASAN)
 	@for t in $(UNITS_ASAN); do echo "# $$t"; $$t || exit 1; done
 
 check-layering:
-	@if grep -nE '#include <fuse|\<fuse_' core/*.c core/*.h; then \
-		echo "core/ must not use FUSE"; exit 1; fi
+	@if grep -nE '#include <fuse|\<fuse_' core/*.c core/*.h replication/*.c replication/*.h; then \
+		echo "core/ and replication/ must not use FUSE"; exit 1; fi
+	@if grep -nE '#include "\.\./(fs|replication)/' core/*.c core/*.h; then \
+		echo "core/ must not depend on fs/ or replication/"; exit 1; fi
 
 deps:
 	@scripts/deps.sh

@@ -656,7 +656,8 @@ size_t part_epochs(struct part *p, struct part_epoch *out, size_t cap)
 
 	pthread_mutex_lock(&p->lock);
 	n = p->nep;
-	memcpy(out, p->ep, (n < cap ? n : cap) * sizeof(*out));
+	if (out && cap)
+		memcpy(out, p->ep, (n < cap ? n : cap) * sizeof(*out));
 	pthread_mutex_unlock(&p->lock);
 	return n;
 }

@@ -151,7 +151,8 @@ struct part_epoch {
  * leads, 0 otherwise; NULL = 0): recorded in the history at the first
  * append under it. The pointer is borrowed and must outlive p. */
 void part_set_epoch(struct part *p, const _Atomic uint64_t *src);
-/* Copy up to cap history entries; returns how many there are. */
+/* Copy up to cap history entries (out may be NULL when cap is 0);
+ * returns how many there are, which may be more than cap. */
 size_t part_epochs(struct part *p, struct part_epoch *out, size_t cap);
 /* The epoch of message off, and the offset where the next epoch starts
  * (UINT64_MAX if none). */

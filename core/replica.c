@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,10 +43,12 @@ struct replica_rx {
 
 void replica_seal(void *f, size_t len)
 {
-	struct repl_hdr *h = f;
+	/* Frames follow each other unaligned: the field by memcpy. */
+	uint64_t zero = 0, check;
 
-	h->check = 0;
-	h->check = XXH3_64bits(f, len);
+	memcpy((char *)f + offsetof(struct repl_hdr, check), &zero, sizeof(zero));
+	check = XXH3_64bits(f, len);
+	memcpy((char *)f + offsetof(struct repl_hdr, check), &check, sizeof(check));
 }
 
 int replica_rx_open(struct mq *m, struct replica_rx **out)
@@ -328,7 +331,6 @@ static int find_group(struct topic *t, const char *name, int create, struct cg *
 static int apply_group(struct topic *t, const struct repl_hdr *h, const char *group,
 		       const char *body)
 {
-	const uint64_t *offs = (const void *)body;
 	struct cg *g;
 	uint32_t n = topic_nparts(t);
 	int rc;
@@ -338,8 +340,9 @@ static int apply_group(struct topic *t, const struct repl_hdr *h, const char *gr
 	rc = find_group(t, group, 1, &g);
 	for (uint32_t i = 0; rc == 0 && i < h->count && i < n; i++) {
 		struct part_stat st;
-		uint64_t off = offs[i];
+		uint64_t off;
 
+		memcpy(&off, body + 8 * (size_t)i, sizeof(off));
 		part_stat(topic_part(t, i), &st);
 		if (off > st.next)
 			off = st.next;
@@ -609,7 +612,8 @@ static void put(struct text *x, const char *fmt, ...)
 int replica_state_text(struct mq *m, char **out, size_t *len)
 {
 	struct text x = { 0 };
-	struct part_epoch ep[64];
+	struct part_epoch *ep = NULL;	/* one partition's history */
+	size_t epcap = 0;
 	char refused[160];
 	uint32_t id = 0;
 	struct topic *t;
@@ -623,20 +627,26 @@ int replica_state_text(struct mq *m, char **out, size_t *len)
 
 		id = topic_id(t);
 		put(&x, "topic %s %016" PRIx64 " %" PRIu32 "\n", topic_name(t), topic_uid(t), n);
-		for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t i = 0; i < n && !x.err; i++) {
+			struct part *p = topic_part(t, i);
 			struct part_stat st;
-			size_t ne = part_epochs(topic_part(t, i), ep, 64);
+			size_t ne = part_epochs(p, NULL, 0), got;
 
-			part_stat(topic_part(t, i), &st);
+			if (mq_grow(&ep, &epcap, ne + 1, sizeof(*ep), 16) < 0) {
+				x.err = -ENOMEM;
+				break;
+			}
+			part_stat(p, &st);
+			got = part_epochs(p, ep, ne + 1);
+			ne = got < ne + 1 ? got : ne + 1;	/* grew meanwhile? */
 			put(&x, "part %" PRIu32 " %" PRIu64 " %" PRIu64 " ", i, st.first, st.next);
-			if (ne > 64)	/* the oldest ones matter least: keep the last */
-				ne = part_epochs(topic_part(t, i), ep, 64);
-			for (size_t k = 0; k < ne && k < 64; k++)
+			for (size_t k = 0; k < ne; k++)
 				put(&x, "%s%" PRIu64 ":%" PRIu64, k ? "," : "", ep[k].epoch, ep[k].start);
 			put(&x, "%s\n", ne ? "" : "-");
 		}
 		topic_unref(t);
 	}
+	free(ep);
 	if (x.err) {
 		free(x.buf);
 		return x.err;

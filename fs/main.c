@@ -160,13 +160,17 @@ out_unmount:
 	repl_stop(r);
 	mq_close(m);
 	m = NULL;
+	repl_free(r);
+	r = NULL;
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
 out_mq:
+	repl_stop(r);
 	mq_close(m);
+	repl_free(r);
 out_args:
 	free(opts.mountpoint);
 	free(a.data_dir);

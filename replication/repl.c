@@ -79,8 +79,8 @@ struct seed {
 	uint32_t n;
 	struct seed_part {
 		uint64_t first, next;
-		size_t nh;
-		struct part_epoch h[64];
+		size_t nh, hcap;
+		struct part_epoch *h;	/* the epoch history; owned */
 	} *p;				/* owned */
 };
 
@@ -123,6 +123,7 @@ struct repl {
 	struct peer *peers;		/* immutable array */
 	size_t npeers;
 	struct repl_wait *waiters;	/* lock */
+	int stopped;			/* repl_stop was called; lock */
 	/* Sleeping peer threads wait on cond under kick_lock (taken alone);
 	 * the changed hook counts changes and wakes them. */
 	pthread_mutex_t kick_lock;
@@ -138,6 +139,9 @@ static void changed(void *arg)
 {
 	struct repl *r = arg;
 
+	/* A follower's appends come from its leader: nothing to send. */
+	if (mq_role(r->m) != CFG_ROLE_LEADER)
+		return;
 	atomic_fetch_add(&r->changes, 1);
 	if (atomic_load(&r->sleeping)) {
 		pthread_mutex_lock(&r->kick_lock);
@@ -197,8 +201,11 @@ static void free_mtopic(struct mtopic *mt)
 
 static void free_seed(struct peer *pe)
 {
-	for (size_t i = 0; i < pe->nseed; i++)
+	for (size_t i = 0; i < pe->nseed; i++) {
+		for (uint32_t k = 0; k < pe->seed[i].n; k++)
+			free(pe->seed[i].p[k].h);
 		free(pe->seed[i].p);
+	}
 	free(pe->seed);
 	pe->seed = NULL;
 	pe->nseed = pe->seedcap = 0;
@@ -279,14 +286,25 @@ static struct mtopic *mirror_get(struct peer *pe, struct topic *t)
 		return NULL;
 	}
 	for (uint32_t i = 0; sd && i < n && i < sd->n; i++) {
-		struct part_epoch h[64];
 		struct part_stat st;
 		struct seed_part *sp = &sd->p[i];
-		size_t nh = part_epochs(topic_part(t, i), h, 64);
+		struct part_epoch *h;
+		size_t nh, got;
 		uint64_t cut;
 
+		/* the history and the end, as of one moment */
 		part_stat(topic_part(t, i), &st);
-		cut = replica_diverge(h, nh < 64 ? nh : 64, st.next, sp->h, sp->nh, sp->next);
+		nh = part_epochs(topic_part(t, i), NULL, 0);
+		h = malloc((nh + 1) * sizeof(*h));
+		if (!h) {
+			free_mtopic(mt);
+			pthread_mutex_unlock(&pe->r->lock);
+			return NULL;
+		}
+		got = part_epochs(topic_part(t, i), h, nh + 1);
+		nh = got < nh + 1 ? got : nh + 1;	/* grew meanwhile? */
+		cut = replica_diverge(h, nh, st.next, sp->h, sp->nh, sp->next);
+		free(h);
 		if (cut < sp->next) {
 			fprintf(stderr, "mqfs: replica %s: %s/%" PRIu32 " diverges at offset %" PRIu64
 				" (it holds up to %" PRIu64 "): truncating it\n",
@@ -556,7 +574,8 @@ static int sync_dead(struct peer *pe, struct topic *t, struct cg *g, struct mgro
 		free(k);
 		return rc;
 	}
-	qsort(k, n, sizeof(*k), key_cmp);
+	if (n)
+		qsort(k, n, sizeof(*k), key_cmp);
 	free(mg->keys);
 	mg->keys = k;
 	mg->nkeys = n;
@@ -817,7 +836,7 @@ static int insync_copies(struct repl *r)
  * r->lock held. */
 static int check(struct repl *r, struct repl_wait *w)
 {
-	if (mq_role(r->m) != CFG_ROLE_LEADER ||
+	if (r->stopped || mq_role(r->m) != CFG_ROLE_LEADER ||
 	    insync_copies(r) < (int)r->opts.min_insync)
 		return -EIO;
 	for (size_t i = 0; i < r->npeers; i++) {
@@ -999,12 +1018,14 @@ static int parse_state(struct peer *pe, char *text, struct pinfo *pi)
 
 			sp->first = a;
 			sp->next = b;
-			while (*h && *h != '-' && sp->nh < 64) {
+			while (*h && *h != '-') {
 				unsigned long long e, st;
 				int k = 0;
 
 				if (sscanf(h, "%llu:%llu%n", &e, &st, &k) != 2)
 					return -EPROTO;
+				if (mq_grow(&sp->h, &sp->hcap, sp->nh + 1, sizeof(*sp->h), 4) < 0)
+					return -ENOMEM;
 				sp->h[sp->nh].epoch = e;
 				sp->h[sp->nh].start = st;
 				sp->nh++;
@@ -1095,13 +1116,14 @@ static void failed(struct peer *pe, int rc)
 		set_state(pe, P_UNREACHABLE, 0, "%s", strerror(-rc));
 		return;
 	}
-	if (parse_state(pe, text, &pi) == 0 && pi.epoch > mq_epoch(r->m)) {
+	if (parse_state(pe, text, &pi) < 0) {
+		set_state(pe, P_REFUSED, 0, "%s; the peer's state does not parse", strerror(-rc));
+	} else if (pi.epoch > mq_epoch(r->m)) {
 		(void)mq_fenced(r->m, pi.epoch);
 		set_state(pe, P_FENCED, 0, "fenced: the peer is at epoch %" PRIu64
 			  ", newer than this node's; this node is a follower now", pi.epoch);
 	} else {
-		set_state(pe, P_REFUSED, 0, "%s; the peer says: %s", strerror(-rc),
-			  parse_state(pe, text, &pi) == 0 ? pi.refused : "?");
+		set_state(pe, P_REFUSED, 0, "%s; the peer says: %s", strerror(-rc), pi.refused);
 	}
 	free(text);
 }
@@ -1220,6 +1242,9 @@ void repl_stop(struct repl *r)
 
 	if (!r)
 		return;
+	pthread_mutex_lock(&r->lock);
+	r->stopped = 1;		/* from now on acks=all writes fail */
+	pthread_mutex_unlock(&r->lock);
 	atomic_store(&r->stop, 1);
 	pthread_mutex_lock(&r->kick_lock);
 	pthread_cond_broadcast(&r->cond);
@@ -1227,10 +1252,22 @@ void repl_stop(struct repl *r)
 	for (size_t i = 0; i < r->npeers; i++)
 		if (r->peers[i].started)
 			pthread_join(r->peers[i].th, NULL);
-	while ((w = r->waiters)) {
-		r->waiters = w->next;
+	pthread_mutex_lock(&r->lock);
+	w = r->waiters;
+	r->waiters = NULL;
+	pthread_mutex_unlock(&r->lock);
+	while (w) {
+		struct repl_wait *next = w->next;
+
 		finish(w, -EIO);
+		w = next;
 	}
+}
+
+void repl_free(struct repl *r)
+{
+	if (!r)
+		return;
 	for (size_t i = 0; i < r->npeers; i++) {
 		reset_mirror(&r->peers[i]);
 		free(r->peers[i].mt);

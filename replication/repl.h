@@ -32,7 +32,9 @@
  * belongs to its thread.
  *
  * Ownership: repl_open returns a replicator owned by the caller; repl_stop
- * stops and frees it (pending waiters get -EIO).
+ * stops its threads (pending and later waiters get -EIO: the engine's last
+ * group commit still completes writes after it), repl_free frees it after
+ * the engine is closed.
  */
 #ifndef MQ_REPL_H
 #define MQ_REPL_H
@@ -71,6 +73,7 @@ int repl_open(struct mq *m, struct repl **out);
 /* Start the peer threads (after the daemon forked). */
 int repl_start(struct repl *r);
 void repl_stop(struct repl *r);
+void repl_free(struct repl *r);
 
 /* May a producer write now? 0; -EROFS on a follower; -EIO when
  * acks=all and fewer than min_insync copies are in sync. */

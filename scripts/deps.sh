@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(gcc make libfuse3-dev fuse3 libxxhash-dev pkg-config bats inotify-tools
-      xxhash attr procps python3)
+      xxhash attr procps python3 sshfs openssh-server)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
