@@ -656,7 +656,7 @@ size_t part_epochs(struct part *p, struct part_epoch *out, size_t cap)
 
 	pthread_mutex_lock(&p->lock);
 	n = p->nep;
-	if (out && cap)
+	if (out && cap && n)
 		memcpy(out, p->ep, (n < cap ? n : cap) * sizeof(*out));
 	pthread_mutex_unlock(&p->lock);
 	return n;

@@ -107,7 +107,8 @@ struct peer {
 	char *buf;			/* frames not written yet */
 	size_t len, cap;
 	uint64_t tsig;			/* the topic list sent (a hash) */
-	int64_t caught_up_ms;		/* monotonic */
+	int64_t caught_up_ms;		/* monotonic; written by the thread
+					 * under r->lock, read by the watchdog */
 	int64_t io_ms;			/* the last I/O with the peer, monotonic */
 	int64_t sent_ms;		/* the last frames written, monotonic */
 	int retry_ms;
@@ -124,6 +125,9 @@ struct repl {
 	size_t npeers;
 	struct repl_wait *waiters;	/* lock */
 	int stopped;			/* repl_stop was called; lock */
+	pthread_t watchdog;
+	int watchdog_started;
+	int stuck;			/* a thread did not stop: never freed */
 	/* Sleeping peer threads wait on cond under kick_lock (taken alone);
 	 * the changed hook counts changes and wakes them. */
 	pthread_mutex_t kick_lock;
@@ -1136,7 +1140,7 @@ static void *peer_main(void *arg)
 
 	while (!atomic_load(&r->stop)) {
 		int64_t start = mq_mono_ms();
-		int caught, rc;
+		int caught, keep, rc;
 
 		if (mq_role(r->m) != CFG_ROLE_LEADER) {
 			if (pe->connected || pe->state != P_IDLE) {
@@ -1160,17 +1164,54 @@ static void *peer_main(void *arg)
 			continue;
 		}
 		pe->retry_ms = RETRY_MIN_MS;
+		pthread_mutex_lock(&r->lock);
 		if (caught)
 			pe->caught_up_ms = start;
-		if (caught || (pe->in_sync && mq_mono_ms() - pe->caught_up_ms <= (int64_t)r->opts.isr_lag_ms))
-			set_state(pe, P_OK, 1, "-");
-		else
-			set_state(pe, P_OK, 0, "catching up");
+		/* in sync: caught up now, or not too long ago */
+		keep = caught || (pe->in_sync && mq_mono_ms() - pe->caught_up_ms <=
+						  (int64_t)r->opts.isr_lag_ms);
+		pthread_mutex_unlock(&r->lock);
+		set_state(pe, P_OK, keep, keep ? "-" : "catching up");
 		settle(r);
 		if (caught)
 			nap(r, &seen, IDLE_MS);
 	}
 	disconnect(pe);
+	return NULL;
+}
+
+/*
+ * The watchdog: a peer whose thread is stuck in I/O (a stopped daemon, an
+ * NFS server that does not answer) cannot report its own lag, so another
+ * thread takes it out of the in-sync set once it is isr_lag_ms behind, and
+ * the acks=all writers waiting for it go on (or fail, below min_insync).
+ */
+static void *watchdog_main(void *arg)
+{
+	struct repl *r = arg;
+	int every = r->opts.isr_lag_ms / 4 < IDLE_MS ? (int)(r->opts.isr_lag_ms / 4) + 1 : IDLE_MS;
+
+	while (!atomic_load(&r->stop)) {
+		int64_t now;
+
+		nap(r, NULL, every);
+		now = mq_mono_ms();
+		for (size_t i = 0; i < r->npeers; i++) {
+			struct peer *pe = &r->peers[i];
+			int late;
+
+			pthread_mutex_lock(&r->lock);
+			late = pe->in_sync && now - pe->caught_up_ms > (int64_t)r->opts.isr_lag_ms;
+			if (late)
+				pe->in_sync = 0;
+			pthread_mutex_unlock(&r->lock);
+			if (late) {
+				fprintf(stderr, "mqfs: replica %s left the in-sync set: not caught up for %" PRId64 " ms\n",
+					pe->path, now - pe->caught_up_ms);
+				settle(r);
+			}
+		}
+	}
 	return NULL;
 }
 
@@ -1226,6 +1267,13 @@ int repl_open(struct mq *m, struct repl **out)
 
 int repl_start(struct repl *r)
 {
+	if (r->npeers) {
+		int rc = -pthread_create(&r->watchdog, NULL, watchdog_main, r);
+
+		if (rc < 0)
+			return rc;
+		r->watchdog_started = 1;
+	}
 	for (size_t i = 0; i < r->npeers; i++) {
 		int rc = -pthread_create(&r->peers[i].th, NULL, peer_main, &r->peers[i]);
 
@@ -1249,9 +1297,23 @@ void repl_stop(struct repl *r)
 	pthread_mutex_lock(&r->kick_lock);
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->kick_lock);
-	for (size_t i = 0; i < r->npeers; i++)
-		if (r->peers[i].started)
-			pthread_join(r->peers[i].th, NULL);
+	if (r->watchdog_started)
+		pthread_join(r->watchdog, NULL);
+	for (size_t i = 0; i < r->npeers; i++) {
+		struct timespec ts;
+
+		if (!r->peers[i].started)
+			continue;
+		/* A thread stuck in I/O on a hung peer cannot be stopped: the
+		 * unmount goes on without it (the process ends anyway). */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 3;
+		if (pthread_timedjoin_np(r->peers[i].th, NULL, &ts) != 0) {
+			fprintf(stderr, "mqfs: replica %s: its thread is stuck in I/O; leaving it\n",
+				r->peers[i].path);
+			r->stuck = 1;
+		}
+	}
 	pthread_mutex_lock(&r->lock);
 	w = r->waiters;
 	r->waiters = NULL;
@@ -1266,7 +1328,7 @@ void repl_stop(struct repl *r)
 
 void repl_free(struct repl *r)
 {
-	if (!r)
+	if (!r || r->stuck)
 		return;
 	for (size_t i = 0; i < r->npeers; i++) {
 		reset_mirror(&r->peers[i]);

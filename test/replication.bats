@@ -166,6 +166,8 @@ setup() {
 teardown() {
 	local pid name m rc=0 i deadline
 	exec 5>&- 6>&- 7>&-
+	# a daemon a test stopped (SIGSTOP) must run to be unmounted
+	[[ -n ${STOPPED_PID:-} ]] && kill -CONT "$STOPPED_PID" 2>/dev/null
 	cd "$BATS_TEST_TMPDIR"
 	for pid in "${MQ_BG_PIDS[@]}"; do
 		[[ $(ps -o ppid= -p "$pid" 2>/dev/null) -eq $BASHPID ]] || continue
@@ -598,6 +600,31 @@ all_lines() {
 	echo three >>"$A/t/3"
 	assert_eq "$(cat "$B/t/3")" "$(cat "$A/t/3")" "the peer right after it rejoined and a write returned"
 	assert_eq "$(tail -n 1 "$B/t/3")" three
+	assert_converged A B
+}
+
+@test "acks=all: a peer that stops answering should hold writes until it is isr_lag_ms behind, then leave the in-sync set and rejoin later" {
+	node_start B role=follower
+	node_start A "peers=$B,acks=all,isr_lag_ms=1000"
+	wait_peer 20 in_sync A B
+	mkdir "$A/t"
+	echo one >>"$A/t/0"
+	STOPPED_PID=${NODE_PID[B]}
+	kill -STOP "$STOPPED_PID" # alive, but answers nothing: a hung peer
+	t0=${EPOCHREALTIME/[.,]/}
+	echo two >>"$A/t/0" # held until B leaves the in-sync set
+	t1=${EPOCHREALTIME/[.,]/}
+	(((t1 - t0) >= 800000)) ||
+		assert_eq "$(((t1 - t0) / 1000)) ms" ">= 800 ms" "how long the write waited for the stopped peer"
+	assert_eq "$(replica A B in_sync)" no "B in A's replicas while stopped"
+	command grep -q "left the in-sync set: not caught up for" "${NODE_LOG[A]}" ||
+		assert_eq "$(command cat "${NODE_LOG[A]}")" "a 'left the in-sync set' line" "A's log"
+	echo three >>"$A/t/0" # B is out: no wait
+	kill -CONT "$STOPPED_PID"
+	STOPPED_PID=
+	wait_peer 20 in_sync A B
+	assert_eq "$(command grep -c "joined the in-sync set" "${NODE_LOG[A]}")" 2 "joins in A's log"
+	assert_eq "$(cat "$B/t/0")" $'one\ntwo\nthree' "B after it rejoined"
 	assert_converged A B
 }
 
