@@ -467,11 +467,13 @@ static struct topic *find_locked(struct mq *m, const char *name, uint32_t *id)
 
 int mq_topic_create(struct mq *m, const char *name)
 {
-	return mq_topic_create_uid(m, name, 0);
+	return mq_topic_create_uid(m, name, 0, NULL, 0);
 }
 
-int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid)
+int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid,
+			const char *cfg, size_t cfg_len)
 {
+	struct cfg_topic settings = m->opts.topic;
 	struct creating me, **pp;
 	char dir[PATH_MAX];
 	struct topic *t = NULL;
@@ -480,6 +482,13 @@ int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid)
 
 	if (rc == 0)
 		rc = topic_dir(m, name, dir);
+	if (rc == 0 && cfg) {
+		const char *why;
+
+		/* The leader's count is the truth, whatever our default. */
+		settings.partitions = 1;
+		rc = cfg_topic_apply(&settings, cfg, cfg_len, &why);
+	}
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->lock);
@@ -506,7 +515,7 @@ int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid)
 
 	/* Leftovers of a creation that failed half way. */
 	(void)io_rmtree(dir);
-	rc = topic_open(dir, name, id, uid, &m->opts.topic, &m->hooks, 1, &t);
+	rc = topic_open(dir, name, id, uid, &settings, &m->hooks, 1, &t);
 	if (rc < 0)
 		(void)io_rmtree(dir);
 	/* The topic's own directory entry, or a power cut can take it. */

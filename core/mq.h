@@ -25,6 +25,7 @@
 #ifndef MQ_MQ_H
 #define MQ_MQ_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -67,8 +68,10 @@ void mq_set_changed(struct mq *m, void (*fn)(void *arg), void *arg);
  * only while the node leads: a follower deletes what its leader deletes). */
 void mq_retain(struct mq *m);
 
-/* mkdir with a given incarnation (topic_uid; 0 = a new one): replicas. */
-int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid);
+/* mkdir with a given incarnation (topic_uid; 0 = a new one) and settings
+ * (cfg: T/config text, or NULL for the mount's defaults): replicas. */
+int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid,
+			const char *cfg, size_t cfg_len);
 
 /* ---- the node: role and epoch (SPEC section 6) ----
  *

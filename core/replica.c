@@ -188,7 +188,7 @@ static int apply_topic(struct replica_rx *rx, const struct repl_hdr *h,
 			return rc;
 	}
 	if (!t) {
-		rc = mq_topic_create_uid(rx->m, name, h->uid);
+		rc = mq_topic_create_uid(rx->m, name, h->uid, body, h->body);
 		if (rc < 0 && rc != -EEXIST)
 			return rc;
 		if (find_topic(rx, name, h->uid, &t) < 0)

@@ -460,6 +460,17 @@ all_lines() {
 	assert_eq "$(grep '^retry_backoff_ms=' "$B/t/config")" retry_backoff_ms=5
 }
 
+@test "replication: a follower mounted with other defaults should take the leader's settings, partition count included" {
+	node_start B role=follower,partitions=8,max_deliveries=9
+	node_start A "peers=$B"
+	mkdir "$A/t"
+	echo partitions=6 >>"$A/t/config"
+	echo "six" >>"$A/t/5"
+	assert_converged A B
+	assert_eq "$(partitions "$B/t" | command wc -l)" 6 "partitions of t on B"
+	assert_eq "$(cat "$B/t/config")" "$(cat "$A/t/config")" "config of t on B"
+}
+
 @test "follower: every change should fail with EROFS while reads work" {
 	node_start B "role=follower,peers=$A"
 	node_start A "peers=$B"
