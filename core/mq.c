@@ -286,9 +286,10 @@ static void *janitor_main(void *arg)
 		/* Deadlines announced while we run are kept: min below. */
 		m->wake_at = INT64_MAX;
 		pthread_mutex_unlock(&m->tick_lock);
-		/* A follower deletes what its leader deletes (replica.h). */
-		if (now >= retain_at && mq_role(m) == CFG_ROLE_LEADER) {
-			mq_retain(m);
+		if (now >= retain_at) {
+			/* A follower deletes what its leader deletes (replica.h). */
+			if (mq_role(m) == CFG_ROLE_LEADER)
+				mq_retain(m);
 			retain_at = now + RETAIN_EVERY_MS;
 		}
 		next = tick(m, now);

@@ -736,9 +736,10 @@ static int64_t restart_at(struct part *p, uint64_t off)
 
 int part_append_ents(struct part *p, uint64_t lbase, uint64_t off,
 		     uint64_t epoch, const char *buf, size_t len,
-		     struct seg_entry *e, size_t n)
+		     struct seg_entry *e, size_t n, int writeback)
 {
 	struct seg *act;
+	uint64_t pos, nmsg;
 	size_t skip = 0;
 	int rc;
 
@@ -770,9 +771,13 @@ int part_append_ents(struct part *p, uint64_t lbase, uint64_t off,
 			goto out;
 		act = p->segs[p->nsegs - 1];
 	}
+	pos = seg_bytes(act);
+	nmsg = seg_count(act);
 	rc = seg_append_ents(act, buf, len, e + skip, n - skip);
 	if (rc < 0)
 		goto out;
+	if (writeback)
+		seg_writeback(act, pos, nmsg);
 	p->next_off += n - skip;
 	p->end_pos += len;
 	rc = (int)(n - skip);

@@ -163,12 +163,13 @@ void part_epoch_at(struct part *p, uint64_t off, uint64_t *epoch, uint64_t *unti
  * the leader, in its segment starting at seg_base, lines packed in buf
  * (len bytes), with the leader's entries e (pos is rewritten). Messages
  * below the partition's next offset are skipped (held already). Rolls to
- * a new segment where the leader's began. Returns the number appended,
- * -ERANGE if off is past the end (a gap), or -errno.
+ * a new segment where the leader's began. With writeback, the disk write
+ * starts at once (an fsync follows soon: core/replica.h). Returns the
+ * number appended, -ERANGE if off is past the end (a gap), or -errno.
  */
 int part_append_ents(struct part *p, uint64_t seg_base, uint64_t off,
 		     uint64_t epoch, const char *buf, size_t len,
-		     struct seg_entry *e, size_t n);
+		     struct seg_entry *e, size_t n, int writeback);
 /* The leader's first retained offset is first: delete the whole segments
  * below it; a partition holding nothing at or past first starts over,
  * empty, at first. Returns the bytes deleted or -errno. */

@@ -210,6 +210,7 @@ static int apply_msgs(struct replica_rx *rx, struct topic *t, const struct repl_
 {
 	size_t elen = (size_t)h->count * sizeof(struct repl_ent), at = 0, len;
 	const char *lines = body, *ents;
+	struct cfg_topic cfg;
 	struct part_stat a, b;
 	struct part *p;
 	int rc;
@@ -226,8 +227,10 @@ static int apply_msgs(struct replica_rx *rx, struct topic *t, const struct repl_
 		struct repl_ent w;
 
 		memcpy(&w, ents + (size_t)i * sizeof(w), sizeof(w));
-		if (w.len == 0 || w.len >= len - at || lines[at + w.len] != '\n' ||
-		    memchr(lines + at, '\n', w.len))
+		/* The framing is checked; the lines themselves are the
+		 * leader's, as it checked them, and the frame's checksum
+		 * says they arrived as sent. */
+		if (w.len == 0 || w.len >= len - at || lines[at + w.len] != '\n')
 			return -EBADMSG;
 		rx->ents[i] = (struct seg_entry){ .len = w.len, .flags = 0,
 						  .ts_ms = w.ts_ms, .hash = w.hash };
@@ -237,7 +240,11 @@ static int apply_msgs(struct replica_rx *rx, struct topic *t, const struct repl_
 		return -EBADMSG;
 	p = topic_part(t, h->part);
 	part_stat(p, &a);
-	rc = part_append_ents(p, h->aux, h->off, h->mepoch, lines, len, rx->ents, h->count);
+	rc = topic_cfg(t, &cfg);
+	if (rc < 0)
+		return rc;
+	rc = part_append_ents(p, h->aux, h->off, h->mepoch, lines, len, rx->ents, h->count,
+			      cfg.sync != CFG_SYNC_NONE);
 	if (rc > 0) {
 		part_stat(p, &b);
 		topic_bytes_add(t, (int64_t)(b.end_pos - a.end_pos));

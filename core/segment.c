@@ -466,6 +466,16 @@ int seg_append_ents(struct seg *s, const char *buf, size_t len,
 	return 0;
 }
 
+void seg_writeback(struct seg *s, uint64_t pos, uint64_t nmsg)
+{
+	/* Start writing back now, without waiting: the fsync that follows
+	 * then finds most of it on disk already. */
+	(void)sync_file_range(s->log_fd, (off_t)pos, (off_t)(s->bytes - pos),
+			      SYNC_FILE_RANGE_WRITE);
+	(void)sync_file_range(s->idx_fd, (off_t)(IDX_HDR + nmsg * ENT),
+			      (off_t)((s->nmsgs - nmsg) * ENT), SYNC_FILE_RANGE_WRITE);
+}
+
 int seg_truncate(struct seg *s, uint64_t n)
 {
 	struct seg_entry e;

@@ -81,6 +81,9 @@ int seg_append(struct seg *s, const char *buf, size_t len, int64_t ts_ms);
  */
 int seg_append_ents(struct seg *s, const char *buf, size_t len,
 		    struct seg_entry *ents, size_t n);
+/* Start the disk write of what was appended since byte pos and message
+ * nmsg (of this segment), without waiting for it. */
+void seg_writeback(struct seg *s, uint64_t pos, uint64_t nmsg);
 /* Keep only the first n messages (a replica dropping a tail its new leader
  * never had); synced before it returns. */
 int seg_truncate(struct seg *s, uint64_t n);

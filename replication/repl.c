@@ -28,10 +28,15 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-/* Frames are written out in chunks of this size (the FUSE write size). */
+/* Frames are written out in writes of at most this size (the FUSE write
+ * size), whole frames each. */
 #define FLUSH_AT (1u << 20)
-/* Most messages in one MSGS frame. */
-#define MSGS_MAX 4096
+/* Most messages and line bytes in one MSGS frame: four fit a write. */
+#define MSGS_MAX 2048
+#define MSGS_BYTES (192u << 10)
+/* While a peer catches up (nobody waits for it), it is fsynced this
+ * seldom: the peer's disk writes back in the background meanwhile. */
+#define SYNC_EVERY (256u << 20)
 #define NONE UINT64_MAX
 #define IDLE_MS 100		/* control state (offsets, letters) is polled */
 #define PROBE_MS 200		/* an idle peer is probed this often */
@@ -106,6 +111,7 @@ struct peer {
 	size_t unsynced;		/* bytes written since the last fsync */
 	char *buf;			/* frames not written yet */
 	size_t len, cap;
+	int werr;			/* why fbegin failed */
 	uint64_t tsig;			/* the topic list sent (a hash) */
 	int64_t caught_up_ms;		/* monotonic; written by the thread
 					 * under r->lock, read by the watchdog */
@@ -382,16 +388,24 @@ static int flush(struct peer *pe)
 
 /*
  * Start a frame of type with room for body bytes: *h is its header (the
- * caller sets the fields of its type), the return value its body. NULL on
- * ENOMEM.
+ * caller sets the fields of its type), the return value its body. Frames
+ * go out in writes of at most FLUSH_AT holding whole frames, so that the
+ * peer applies them from its request buffer without copying them: what is
+ * buffered is written first if this frame could take it past FLUSH_AT.
+ * NULL on failure, with the error in pe->werr.
  */
 static char *fbegin(struct peer *pe, struct repl_hdr *h, int type, struct topic *t,
 		    const char *group, size_t body)
 {
 	size_t tl = t ? strlen(topic_name(t)) : 0, gl = group ? strlen(group) : 0;
+	size_t need = REPL_HDR + tl + gl + body;
 
-	if (mq_grow(&pe->buf, &pe->cap, pe->len + REPL_HDR + tl + gl + body, 1, FLUSH_AT * 2) < 0)
+	if (pe->len && pe->len + need > FLUSH_AT && (pe->werr = flush(pe)) < 0)
 		return NULL;
+	if (mq_grow(&pe->buf, &pe->cap, pe->len + need, 1, FLUSH_AT) < 0) {
+		pe->werr = -ENOMEM;
+		return NULL;
+	}
 	memset(h, 0, sizeof(*h));
 	h->magic = REPL_MAGIC;
 	h->type = (uint16_t)type;
@@ -413,7 +427,7 @@ static int fend(struct peer *pe, struct repl_hdr *h, size_t body)
 	memcpy(pe->buf + pe->len, h, sizeof(*h));
 	replica_seal(pe->buf + pe->len, total);
 	pe->len += total;
-	return pe->len >= FLUSH_AT ? flush(pe) : 0;
+	return 0;
 }
 
 static int emit_simple(struct peer *pe, int type, struct topic *t, uint32_t part,
@@ -422,7 +436,7 @@ static int emit_simple(struct peer *pe, int type, struct topic *t, uint32_t part
 	struct repl_hdr h;
 
 	if (!fbegin(pe, &h, type, t, NULL, 0))
-		return -ENOMEM;
+		return pe->werr;
 	h.part = part;
 	h.off = off;
 	return fend(pe, &h, 0);
@@ -436,7 +450,7 @@ static int emit_names(struct peer *pe, int type, struct topic *t, const char *na
 	char *b = fbegin(pe, &h, type, t, NULL, len);
 
 	if (!b)
-		return -ENOMEM;
+		return pe->werr;
 	memcpy(b, names, len);
 	return fend(pe, &h, len);
 }
@@ -452,7 +466,7 @@ static ssize_t emit_msgs(struct peer *pe, struct topic *t, uint32_t part, uint64
 	struct part *p = topic_part(t, part);
 	uint64_t epoch, until, base;
 	uint32_t max = MSGS_MAX;
-	size_t cap = budget < FLUSH_AT ? budget : FLUSH_AT;
+	size_t cap = budget < MSGS_BYTES ? budget : MSGS_BYTES;
 	struct repl_hdr h;
 	char *lines;
 	size_t len;
@@ -464,7 +478,7 @@ static ssize_t emit_msgs(struct peer *pe, struct topic *t, uint32_t part, uint64
 	for (;;) {
 		lines = fbegin(pe, &h, REPL_MSGS, t, NULL, cap + (size_t)max * sizeof(struct repl_ent));
 		if (!lines)
-			return -ENOMEM;
+			return pe->werr;
 		n = part_read_ents(p, *sent, max, lines, cap, pe->ents, &base);
 		if (n != -ENOBUFS)
 			break;
@@ -522,7 +536,7 @@ static int sync_dead(struct peer *pe, struct topic *t, struct cg *g, struct mgro
 	b = fbegin(pe, &h, REPL_DEADS, t, cg_name(g), n * 16);
 	if (!b) {
 		free(k);
-		return -ENOMEM;
+		return pe->werr;
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint32_t zero = 0;
@@ -562,7 +576,7 @@ static int sync_dead(struct peer *pe, struct topic *t, struct cg *g, struct mgro
 					.line_len = e->len };
 		b = rc == 0 ? fbegin(pe, &h, REPL_DEAD, t, cg_name(g), sizeof(d) + rl + e->len) : NULL;
 		if (rc == 0 && !b)
-			rc = -ENOMEM;
+			rc = pe->werr;
 		if (rc == 0) {
 			memcpy(b, &d, sizeof(d));
 			memcpy(b + sizeof(d), e->reason, rl);
@@ -651,7 +665,7 @@ static int sync_groups(struct peer *pe, struct topic *t, struct mtopic *mt)
 			char *b = fbegin(pe, &h, REPL_GROUP, t, cg_name(g), (size_t)n * 8);
 
 			if (!b) {
-				rc = -ENOMEM;
+				rc = pe->werr;
 			} else {
 				memcpy(b, mg->offs, (size_t)n * 8);
 				h.count = n;
@@ -794,10 +808,19 @@ static int cycle(struct peer *pe, int *caught)
 	if (rc == 0 && pe->len)
 		rc = flush(pe);
 	if (rc == 0 && pe->unsynced) {
-		rc = fsync(pe->fd) < 0 ? -errno : 0;
+		int waited;
+
+		pthread_mutex_lock(&r->lock);
+		waited = pe->in_sync && r->waiters;
+		pthread_mutex_unlock(&r->lock);
+		/* Acked means fsynced: at the end of a catch-up, for writers
+		 * that wait, and every SYNC_EVERY bytes on the way. */
+		if (*caught || waited || pe->unsynced >= SYNC_EVERY) {
+			rc = fsync(pe->fd) < 0 ? -errno : 0;
+			if (rc == 0)
+				pe->unsynced = 0;
+		}
 		pe->io_ms = mq_mono_ms();
-		if (rc == 0)
-			pe->unsynced = 0;
 	} else if (rc == 0 && mq_mono_ms() - pe->io_ms >= PROBE_MS) {
 		/* An idle peer is probed: one that died or was unmounted is
 		 * noticed (and leaves the in-sync set) before the next write
@@ -813,7 +836,7 @@ static int cycle(struct peer *pe, int *caught)
 		close(pe->fd);
 		pe->fd = -1;
 	}
-	if (rc == 0) {
+	if (rc == 0 && pe->unsynced == 0) {
 		/* The peer holds what was sent: acks=all writers may go. */
 		pthread_mutex_lock(&r->lock);
 		for (size_t i = 0; i < pe->nmt; i++)

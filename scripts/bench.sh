@@ -31,7 +31,7 @@
 #   BENCH_DIR=DIR       where the work dir goes (default: the repo root; not tmpfs)
 #   SECTIONS=throughput sections to run, in order, separated by commas or
 #                       blanks; section NAME is the function section_NAME:
-#                       throughput, lease, latency; `all` = all three
+#                       throughput, lease, latency, replication; `all` = all four
 #   STEP_TIMEOUT=300    seconds before any single step counts as hung
 #   VERIFY=1            untimed checks that every message came back, exactly once
 #                       and in order within its partition (0: skip)
@@ -83,6 +83,34 @@
 #   (with KEEP=1 the work dir keeps lat.SYNC-bN.ROUND.dump: one line per
 #   message, "SEQ SEND_NS LATENCY_NS WRITE_NS", to see when the slow ones
 #   happened; SEND_NS is the due time when N > 1)
+#
+# Section replication (see section_replication): a leader mqfs -o
+# MQFS_OPTS,peers=B,acks=... replicating to one local follower B (mqfs -o
+# MQFS_OPTS,role=follower), both on fresh data dirs in every measurement:
+#   (a) publish: the workload, split into REPL_WRITERS pieces, published by
+#       REPL_WRITERS concurrent `cat piece > A/T/publish`, with acks=leader
+#       and with acks=all (the order alternates between rounds); then, for
+#       information, one `cat work > A/S/publish` to a fresh topic S. Target:
+#       acks=all >= 0.50 x acks=leader with REPL_WRITERS writers. Untimed:
+#       wait until the peer's lag is 0, then B's partitions must be
+#       byte-identical to A's (cmp).
+#   (b) catch-up: REPL_CATCHUP_MSGS messages published (untimed) to a leader
+#       without peers, which is stopped; an empty follower B is started,
+#       then the leader again on the same data dir with peers=B, timed from
+#       its start until A/.mq/replicas says lag_messages 0 (polled every
+#       20 ms; B's partition sizes must then add up). Target: >= 500 MB/s
+#       (MB = 10^6 bytes of partitions). For context, in the same round:
+#       cp of the leader's segment .log files to a dir on the same disk, and
+#       cp + fsync of the copies (B fsyncs what it is sent, too).
+#   (c) lag: scripts/bench/repl_lag.c publishes REPL_RATE msgs/s for
+#       REPL_SECS s to A/T/publish (acks=leader) and follows B's partition
+#       files; latency = when a follower read returned the message - its due
+#       time. Meanwhile A/.mq/replicas lag_messages is sampled every 100 ms.
+#       Baseline in the same round: the same run against a leader without
+#       peers, following the leader's own partitions (publish + commit
+#       alone). For information (no target); every message must arrive
+#       exactly once.
+#   REPL_WRITERS=4 REPL_CATCHUP_MSGS=3000000 REPL_RATE=10000 REPL_SECS=10
 # shellcheck disable=SC2016 # the sh -c '...' scripts expand their own "$1"
 set -euo pipefail
 export LC_ALL=C
@@ -108,6 +136,10 @@ LAT_READERS=${LAT_READERS:-}
 LAT_PUBLISHERS=${LAT_PUBLISHERS:-1}
 LAT_BATCH=${LAT_BATCH:-10}
 LAT_KEYED=${LAT_KEYED:-64}
+REPL_WRITERS=${REPL_WRITERS:-4}
+REPL_CATCHUP_MSGS=${REPL_CATCHUP_MSGS:-3000000}
+REPL_RATE=${REPL_RATE:-10000}
+REPL_SECS=${REPL_SECS:-10}
 
 LINE_BYTES=100
 PUBLISH_TARGET=0.40 # mqfs publish >= this x floor
@@ -117,11 +149,14 @@ PARTS=${PARTS:-4}
 LAT_READERS=${LAT_READERS:-$PARTS}
 LEASE_TARGET=1.00    # mqfs lease+ack >= this x Redis Streams
 LAT_P99_TARGET=2000  # µs, publish -> next at LAT_RATE
+REPL_ACKS_TARGET=0.50   # publish with acks=all >= this x acks=leader
+REPL_CATCHUP_TARGET=500 # MB/s, an empty peer catching up
 
 W=             # the work dir
 WORK=          # the workload file
 declare -A DPID=() DMNT=() DLOG=()  # daemons this script started, by name
 RSS_SAMPLER=   # PID of the background RSS sampler, while one runs
+LAG_SAMPLER=   # PID of the background .mq/replicas sampler, while one runs
 FAILED=0       # set when a check fails; the script goes on, then exits 1
 MISSED=0       # set when a target is missed
 declare -A T=()  # elapsed microseconds by "PHASE SYSTEM ROUND"
@@ -286,6 +321,9 @@ cleanup() {
 	set +e
 	trap - EXIT INT TERM
 	rss_stop
+	lag_sampler_stop
+	# a leader first: its replicator holds its follower's mount open
+	[[ -z ${DPID[replA]:-} ]] || stop_daemon replA || true
 	for n in "${!DPID[@]}"; do
 		stop_daemon "$n" || true
 	done
@@ -990,6 +1028,355 @@ latency_profile() {
 	run rmdir "$W/mqfs.mnt/$t" || warn "rmdir $t failed (left in place)"
 }
 
+# ------------------------------------------------------------ replication
+# A pair of daemons per measurement: replA (the leader) on $W/replA.mnt,
+# replB (its one follower) on $W/replB.mnt, data dirs under $W/repl.d
+# (deleted after each measurement).
+
+RA=      # the leader's mountpoint, RB the follower's, RD their data dirs
+RB=
+RD=
+declare -A RL=() # "ROUND KEY" -> a number of part (c) or of the catch-up
+
+# lag_sampler_start FILE / lag_sampler_stop: lag_messages of the peer in
+# $RA/.mq/replicas every 100 ms, one line each, into FILE
+lag_sampler_start() {
+	(
+		while :; do
+			if out=$(timeout -k 1 5 cat "$RA/.mq/replicas" 2>/dev/null); then
+				read -r _ _ lag _ <<<"${out#*$'\n'}"
+				printf '%s\n' "${lag:-?}"
+			fi
+			sleep 0.1
+		done
+	) >"$1" &
+	LAG_SAMPLER=$!
+}
+lag_sampler_stop() {
+	[[ -n $LAG_SAMPLER ]] || return 0
+	kill "$LAG_SAMPLER" 2>/dev/null || true
+	wait "$LAG_SAMPLER" 2>/dev/null || true
+	LAG_SAMPLER=
+}
+
+# repl_follower / repl_leader OPTS: start replB on $RD/b, replA on $RD/a
+# (the data dirs are created if missing)
+repl_follower() {
+	mkdir -p "$RD/b"
+	start_daemon replB "$RB" "$MQFS" -f -o "$MQFS_OPTS,role=follower" "$RD/b" "$RB"
+}
+repl_leader() {
+	mkdir -p "$RD/a"
+	start_daemon replA "$RA" "$MQFS" -f -o "$MQFS_OPTS${1:+,$1}" "$RD/a" "$RA"
+}
+
+# repl_down: stop the leader, then the follower (whichever run), and
+# delete their data dirs
+repl_down() {
+	local n
+	for n in replA replB; do
+		[[ -n ${DPID[$n]:-} ]] || continue
+		stop_daemon "$n" || check_fail "$n did not unmount and exit cleanly"
+	done
+	run rm -rf --one-file-system "$RD" || die "cannot delete $RD"
+}
+
+# repl_peer: the peer's line of $RA/.mq/replicas into PEER_* (1: unreadable)
+PEER_INSYNC=
+PEER_LAG=
+PEER_STATE=
+PEER_LINE=
+repl_peer() {
+	local out
+	out=$(run cat "$RA/.mq/replicas") || return 1
+	[[ ${out%%$'\n'*} == "peer in_sync lag_messages lag_bytes state error" ]] ||
+		die "$RA/.mq/replicas: unexpected header: ${out%%$'\n'*}"
+	PEER_LINE=${out#*$'\n'}
+	PEER_LINE=${PEER_LINE%%$'\n'*}
+	read -r _ PEER_INSYNC PEER_LAG _ PEER_STATE _ <<<"$PEER_LINE"
+}
+
+# repl_lag0 WHAT: poll every 20 ms until the peer's lag_messages is 0; LAG0_US
+# = the time (µs) the poll saw it. Dies after STEP_TIMEOUT s.
+LAG0_US=0
+repl_lag0() {
+	local deadline=$((SECONDS + STEP_TIMEOUT))
+	while :; do
+		if repl_peer && [[ $PEER_LAG == 0 ]]; then
+			LAG0_US=${EPOCHREALTIME//[.,]/}
+			return 0
+		fi
+		((SECONDS < deadline)) || die "$1: the peer's lag did not reach 0 within ${STEP_TIMEOUT}s ($PEER_LINE)"
+		sleep 0.02
+	done
+}
+
+# repl_ready TOPIC: wait (bounded) until the peer is in sync, caught up,
+# and shows TOPIC's partitions: so that acks=all really waits for it
+repl_ready() {
+	local deadline=$((SECONDS + STEP_TIMEOUT))
+	local -a parts
+	mapfile -t parts < <(topic_parts "$RB/$1")
+	while :; do
+		if repl_peer && [[ $PEER_INSYNC == yes && $PEER_LAG == 0 && $PEER_STATE == ok ]] &&
+			run stat "${parts[@]}" >/dev/null 2>&1; then
+			return 0
+		fi
+		((SECONDS < deadline)) || die "peer not ready with topic $1 within ${STEP_TIMEOUT}s ($PEER_LINE)"
+		sleep 0.02
+	done
+}
+
+# repl_same TOPIC BYTES WHAT: untimed: A's partitions of TOPIC hold BYTES in
+# all, and (VERIFY=1) B's are byte-identical to them
+repl_same() {
+	local t=$1 want=$2 what=$3 size p
+	local -a parts
+	mapfile -t parts < <(topic_parts "$RA/$t")
+	size=$(sum_sizes "${parts[@]}")
+	((size == want)) || check_fail "$what: the leader's partitions of $t hold $size bytes, expected $want"
+	[[ $VERIFY == 1 ]] || return 0
+	for ((p = 0; p < PARTS; p++)); do
+		run cmp -s "$RA/$t/$p" "$RB/$t/$p" || check_fail "$what: follower's $t/$p differs from the leader's"
+	done
+}
+
+# two_cpu: the CPU ticks of replA and replB, "A B"
+two_cpu() { echo "$(cpu_ticks "${DPID[replA]}") $(cpu_ticks "${DPID[replB]}")"; }
+# cpu_note "A0 B0": "daemon cpu leader X s, follower Y s" since then
+cpu_note() {
+	local a0 b0 a1 b1
+	read -r a0 b0 <<<"$1"
+	read -r a1 b1 <<<"$(two_cpu)"
+	echo "daemon cpu leader $(cpu_s $((a1 - a0))) s, follower $(cpu_s $((b1 - b0))) s"
+}
+
+# repl_publish ROUND LABEL ACKS: (a) for one acks mode;
+# T[repl wACKS ROUND], T[repl sACKS ROUND] = µs (ROUND > 0 only)
+repl_publish() {
+	local r=$1 label=$2 acks=$3 c0 note
+	repl_follower
+	repl_leader "peers=$RB,acks=$acks"
+	step "mkdir topic" mkdir "$RA/T" "$RA/S"
+	repl_ready T
+	repl_ready S
+	settle
+	c0=$(two_cpu)
+	timed "publish acks=$acks, $REPL_WRITERS writers" sh -c '
+		pub=$1; shift; pids=
+		for f; do cat "$f" > "$pub" & pids="$pids $!"; done
+		rc=0
+		for p in $pids; do wait "$p" || rc=$?; done
+		exit $rc' _ "$RA/T/publish" "${REPL_PIECES[@]}"
+	note=$(cpu_note "$c0")
+	if ((r > 0)); then
+		T[repl w$acks $r]=$ELAPSED
+		printf 'round %d/%d repl publish acks=%-6s %2d writers %7.3f s %7s M msg/s  (%s)\n' "$r" "$ROUNDS" "$acks" \
+			"$REPL_WRITERS" "$(awk -v us="$ELAPSED" 'BEGIN { print us / 1e6 }')" "$(rate "$ELAPSED")" "$note"
+	fi
+	repl_lag0 "after publish acks=$acks"
+	repl_same T $((MSGS * LINE_BYTES)) "publish acks=$acks round $label"
+
+	settle
+	c0=$(two_cpu)
+	timed "publish acks=$acks, 1 writer" sh -c 'cat "$1" > "$2"' _ "$WORK" "$RA/S/publish"
+	note=$(cpu_note "$c0")
+	if ((r > 0)); then
+		T[repl s$acks $r]=$ELAPSED
+		printf 'round %d/%d repl publish acks=%-6s  1 writer  %7.3f s %7s M msg/s  (%s)\n' "$r" "$ROUNDS" "$acks" \
+			"$(awk -v us="$ELAPSED" 'BEGIN { print us / 1e6 }')" "$(rate "$ELAPSED")" "$note"
+	fi
+	repl_lag0 "after 1-writer publish acks=$acks"
+	repl_same S $((MSGS * LINE_BYTES)) "1-writer publish acks=$acks round $label"
+	repl_down
+}
+
+mbps() { awk -v b="$1" -v us="$2" 'BEGIN { printf "%.0f", b / us }'; } # bytes, µs -> MB/s
+
+# repl_catchup ROUND LABEL: (b); RL[ROUND cu|cp|cpsync|mount] = µs
+repl_catchup() {
+	local r=$1 label=$2 want=$((REPL_CATCHUP_MSGS * LINE_BYTES)) logs size t0 t1 c0 note
+	local -a parts segs
+	# the leader's data, published without peers
+	repl_leader ""
+	step "mkdir topic" mkdir "$RA/T"
+	step "catch-up publish" sh -c 'cat "$1" > "$2"' _ "$REPL_CU_WORK" "$RA/T/publish"
+	stop_daemon replA || check_fail "replA did not unmount and exit cleanly"
+	mapfile -t segs < <(find "$RD/a/topics/T/parts" -name '*.log' | sort)
+	((${#segs[@]} > 0)) || die "catch-up: no segment files under $RD/a/topics/T/parts"
+	logs=$(sum_sizes "${segs[@]}")
+
+	# the plain-file baseline: the same segment files, copied on the same disk
+	mkdir -p "$RD/copy"
+	settle
+	timed "cp segments" sh -c 'src=$1 dst=$2; shift 2; cd "$src" && cp --parents "$@" "$dst"' _ \
+		"$RD/a" "$RD/copy" "${segs[@]#"$RD/a/"}"
+	t0=$ELAPSED
+	timed "fsync copies" sh -c 'cd "$1" && shift && sync "$@"' _ "$RD/copy" "${segs[@]#"$RD/a/"}"
+	if ((r > 0)); then
+		RL[$r cp]=$t0
+		RL[$r cpsync]=$((t0 + ELAPSED))
+	fi
+	run rm -rf --one-file-system "$RD/copy" || die "cannot delete $RD/copy"
+
+	# the catch-up: an empty follower, then the leader with peers=B
+	repl_follower
+	settle
+	c0=$(cpu_ticks "${DPID[replB]}")
+	t0=${EPOCHREALTIME//[.,]/}
+	repl_leader "peers=$RB"
+	t1=${EPOCHREALTIME//[.,]/}
+	repl_lag0 "catch-up"
+	note="leader mounted in $(((t1 - t0) / 1000)) ms, follower cpu $(cpu_s $(($(cpu_ticks "${DPID[replB]}") - c0))) s"
+	mapfile -t parts < <(topic_parts "$RB/T")
+	size=$(sum_sizes "${parts[@]}")
+	((size == want)) || check_fail "catch-up round $label: lag 0, but the follower's partitions hold $size bytes, expected $want"
+	((logs == want)) || warn "catch-up: the segment .log files hold $logs bytes, the partitions $want"
+	if ((r > 0)); then
+		RL[$r cu]=$((LAG0_US - t0))
+		RL[$r mount]=$((t1 - t0))
+		printf 'round %d/%d repl catch-up %d MB: %7.3f s %5s MB/s  (%s); cp of the segments %5s MB/s, cp + fsync %5s MB/s\n' \
+			"$r" "$ROUNDS" $((want / 1000000)) "$(awk -v us="${RL[$r cu]}" 'BEGIN { print us / 1e6 }')" \
+			"$(mbps "$want" "${RL[$r cu]}")" "$note" "$(mbps "$logs" "${RL[$r cp]}")" "$(mbps "$logs" "${RL[$r cpsync]}")"
+	fi
+	repl_same T "$want" "catch-up round $label"
+	repl_down
+}
+
+# repl_lagrun ROUND LABEL MODE: (c), MODE follower: repl_lag publishes to
+# a leader with acks=leader and follows the follower's partitions; MODE
+# local, the baseline: a leader without peers, repl_lag follows its own
+# partitions (the publish and commit path alone, same machine, same
+# moment). RL[LABEL MODE.KEY] = repl_lag's numbers, RL[LABEL follower.lagmax]
+repl_lagrun() {
+	local r=$1 label=$2 mode=$3 out=$W/repl_lag.$2.$3.out samples=$W/repl_lag.$2.samples k v rc=0 m=$3.
+	local -a parts
+	if [[ $mode == follower ]]; then
+		repl_follower
+		repl_leader "peers=$RB,acks=leader"
+		step "mkdir topic" mkdir "$RA/T"
+		repl_ready T
+		mapfile -t parts < <(topic_parts "$RB/T")
+	else
+		repl_leader ""
+		step "mkdir topic" mkdir "$RA/T"
+		mapfile -t parts < <(topic_parts "$RA/T")
+	fi
+	settle
+	[[ $mode == local ]] || lag_sampler_start "$samples"
+	run "$W/repl_lag" -r "$REPL_RATE" -t "$REPL_SECS" -s "$LINE_BYTES" "$RA/T/publish" "${parts[@]}" >"$out" || rc=$?
+	lag_sampler_stop
+	((rc == 0)) || die "repl_lag ($mode) round $label: exit status $rc$( ((rc != 124)) || echo " (hung)")"
+	for k in sent msgs missing dups bad p50_us p99_us max_us publish_rate_per_s behind_max_us; do
+		v=$(kv "$out" "repl_lag_$k") || die "repl_lag: no repl_lag_$k in $out"
+		RL[$label $m$k]=$v
+	done
+	[[ $mode == local ]] ||
+		RL[$label ${m}lagmax]=$(awk '$1 ~ /^[0-9]+$/ { n++; if ($1 > m) m = $1 } END { print n ? m + 0 : "?" }' "$samples")
+	if [[ ${RL[$label ${m}missing]} != 0 || ${RL[$label ${m}dups]} != 0 || ${RL[$label ${m}bad]} != 0 ||
+		${RL[$label ${m}msgs]} != "${RL[$label ${m}sent]}" ]]; then
+		check_fail "repl_lag ($mode) round $label: sent ${RL[$label ${m}sent]}, received ${RL[$label ${m}msgs]}," \
+			"missing ${RL[$label ${m}missing]}, duplicated ${RL[$label ${m}dups]}, unparsable ${RL[$label ${m}bad]}"
+	fi
+	if ((r > 0)); then
+		printf 'round %d/%d repl lag at %s msg/s, %-8s: published %s msg/s (at worst %s us behind), %s msgs read after p50 %s  p99 %s  max %s us%s\n' \
+			"$r" "$ROUNDS" "$REPL_RATE" "$mode" "${RL[$r ${m}publish_rate_per_s]}" "${RL[$r ${m}behind_max_us]}" \
+			"${RL[$r ${m}msgs]}" "${RL[$r ${m}p50_us]}" "${RL[$r ${m}p99_us]}" "${RL[$r ${m}max_us]}" \
+			"$([[ $mode == local ]] || echo "; leader's lag_messages at most ${RL[$r ${m}lagmax]} (every 100 ms)")"
+	fi
+	repl_down
+}
+
+# rl_med KEY: the median of RL[ROUND KEY] over the rounds
+rl_med() {
+	local r
+	for ((r = 1; r <= ROUNDS; r++)); do
+		printf '%s\n' "${RL[$r $1]}"
+	done | sort -g | awk '{ v[NR] = $1 } END { x = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf (x == int(x)) ? "%d" : "%.1f", x }'
+}
+
+section_replication() {
+	local r label acks order mode
+	[[ $REPL_WRITERS =~ ^[1-9][0-9]?$ && $REPL_CATCHUP_MSGS =~ ^[1-9][0-9]*$ &&
+		$REPL_RATE =~ ^[1-9][0-9]*$ && $REPL_SECS =~ ^[1-9][0-9]*$ ]] ||
+		die "REPL_WRITERS (1..99), REPL_CATCHUP_MSGS, REPL_RATE and REPL_SECS must be positive integers"
+	say ""
+	say "== replication: a leader (-o $MQFS_OPTS,peers=B,acks=...) and one local follower B, fresh data dirs each time:" \
+		"(a) publish $MSGS msgs with $REPL_WRITERS writers (and 1, for information), acks=leader vs acks=all;" \
+		"(b) catch-up of an empty peer, $REPL_CATCHUP_MSGS msgs; (c) lag at $REPL_RATE msgs/s for $REPL_SECS s," \
+		"follower vs the leader's own partitions"
+	((HAVE_MQFS)) || { warn "no mqfs: section replication skipped"; return 0; }
+	RA=$W/replA.mnt RB=$W/replB.mnt RD=$W/repl.d
+	build_tool repl_lag
+	# (a)'s pieces: the workload cut at line boundaries, in order
+	step "split workload" split -n "l/$REPL_WRITERS" -d -a 2 "$WORK" "$W/work.piece."
+	mapfile -t REPL_PIECES < <(printf '%s\n' "$W"/work.piece.*)
+	((${#REPL_PIECES[@]} == REPL_WRITERS)) || die "split made ${#REPL_PIECES[@]} pieces, expected $REPL_WRITERS"
+	# (b)'s workload: like the main one, REPL_CATCHUP_MSGS lines
+	REPL_CU_WORK=$WORK
+	if ((REPL_CATCHUP_MSGS != MSGS)); then
+		REPL_CU_WORK=$W/work.catchup
+		step "make catch-up workload" awk -v n="$REPL_CATCHUP_MSGS" 'BEGIN {
+			pad = sprintf("%88s", ""); gsub(/ /, "x", pad)
+			for (i = 0; i < n; i++) printf "%010d %s\n", i, pad
+		}' >"$REPL_CU_WORK"
+	fi
+	for ((r = 1 - WARMUP; r <= ROUNDS; r++)); do
+		label=$r
+		((r >= 1)) || label=warmup$((1 - r))
+		# alternate which mode goes first, so that neither always gets
+		# the page cache and disk state the other left behind
+		order="leader all"
+		((r % 2)) || order="all leader"
+		for acks in $order; do
+			repl_publish "$r" "$label" "$acks"
+		done
+		if ((r > 0)); then
+			say "round $r/$ROUNDS repl publish acks=all / acks=leader: $REPL_WRITERS writers $(ratio "${T[repl wall $r]}" "${T[repl wleader $r]}") x," \
+				"1 writer $(ratio "${T[repl sall $r]}" "${T[repl sleader $r]}") x"
+		fi
+		repl_catchup "$r" "$label"
+		for mode in $( ((r % 2)) && echo local follower || echo follower local); do
+			repl_lagrun "$r" "$label" "$mode"
+		done
+		((r >= 1)) || say "(warm-up round $((1 - r)) done, not reported)"
+	done
+	repl_summary
+}
+
+repl_summary() {
+	local wl wa sl sa rr cu cub line
+	wl=$(med repl wleader) wa=$(med repl wall) sl=$(med repl sleader) sa=$(med repl sall)
+	say ""
+	say "== replication summary (median of $ROUNDS rounds)"
+	rr=$(ratio "$wa" "$wl")
+	line="publish $MSGS msgs, $REPL_WRITERS writers: acks=all $(rate "$wa") M msg/s = $rr x acks=leader ($(rate "$wl") M msg/s)"
+	if ge "$rr" "$REPL_ACKS_TARGET"; then
+		line+="  target >= $REPL_ACKS_TARGET x acks=leader: met"
+	else
+		line+="  target >= $REPL_ACKS_TARGET x acks=leader: MISSED"
+		MISSED=1
+	fi
+	say "$line"
+	say "publish $MSGS msgs, 1 writer (for information): acks=all $(rate "$sa") M msg/s = $(ratio "$sa" "$sl") x acks=leader ($(rate "$sl") M msg/s)"
+	cub=$((REPL_CATCHUP_MSGS * LINE_BYTES))
+	cu=$(mbps "$cub" "$(rl_med cu)")
+	line="catch-up of an empty peer, $((cub / 1000000)) MB: $cu MB/s (leader start to lag 0; the leader's mount took $(($(rl_med mount) / 1000)) ms)"
+	if ge "$cu" "$REPL_CATCHUP_TARGET"; then
+		line+="  target >= $REPL_CATCHUP_TARGET MB/s: met"
+	else
+		line+="  target >= $REPL_CATCHUP_TARGET MB/s: MISSED"
+		MISSED=1
+	fi
+	say "$line"
+	say "(for context, the same bytes copied with cp on the same disk: $(mbps "$cub" "$(rl_med cp)") MB/s; cp + fsync: $(mbps "$cub" "$(rl_med cpsync)") MB/s)"
+	say "lag at $REPL_RATE msgs/s for $REPL_SECS s, acks=leader (for information), due time -> read:" \
+		"follower p50 $(rl_med follower.p50_us), p99 $(rl_med follower.p99_us), max $(rl_med follower.max_us) us" \
+		"(published $(rl_med follower.publish_rate_per_s) msg/s; leader's lag_messages at most $(rl_med follower.lagmax));" \
+		"baseline, the leader's own partitions without a peer: p50 $(rl_med local.p50_us), p99 $(rl_med local.p99_us)," \
+		"max $(rl_med local.max_us) us (published $(rl_med local.publish_rate_per_s) msg/s)"
+}
+
 # ------------------------------------------------------------------- main
 
 main() {
@@ -1001,7 +1388,7 @@ main() {
 	[[ -z $PROFILE_DIR ]] || PROFILE_DIR=$(realpath -m "$PROFILE_DIR")
 	setup
 	local s
-	[[ ${SECTIONS//[ ,]/} == all ]] && SECTIONS="throughput lease latency"
+	[[ ${SECTIONS//[ ,]/} == all ]] && SECTIONS="throughput lease latency replication"
 	for s in ${SECTIONS//,/ }; do
 		declare -F "section_$s" >/dev/null || die "no such section: $s"
 		"section_$s"

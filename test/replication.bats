@@ -471,6 +471,31 @@ all_lines() {
 	assert_eq "$(cat "$B/t/config")" "$(cat "$A/t/config")" "config of t on B"
 }
 
+# cpu_ticks PID: user + system time of a process, in clock ticks.
+cpu_ticks() {
+	local s
+	read -r s <"/proc/$1/stat"
+	s=${s##*) }
+	# shellcheck disable=SC2086
+	set -- $s
+	echo $((${12} + ${13}))
+}
+
+@test "follower: an idle follower should not keep a CPU busy" {
+	node_start B role=follower
+	node_start A "peers=$B"
+	mkdir "$A/t"
+	echo one >>"$A/t/0"
+	assert_converged A B
+	sleep 1.5 # past the first retention tick of both
+	b0=$(cpu_ticks "${NODE_PID[B]}") a0=$(cpu_ticks "${NODE_PID[A]}")
+	sleep 2
+	b1=$(cpu_ticks "${NODE_PID[B]}") a1=$(cpu_ticks "${NODE_PID[A]}")
+	# a spinning thread burns ~$(getconf CLK_TCK) ticks a second
+	(((b1 - b0) < 40)) || assert_eq "$((b1 - b0)) ticks" "< 40 ticks in 2 s" "CPU of the idle follower"
+	(((a1 - a0) < 40)) || assert_eq "$((a1 - a0)) ticks" "< 40 ticks in 2 s" "CPU of the idle leader"
+}
+
 @test "follower: every change should fail with EROFS while reads work" {
 	node_start B "role=follower,peers=$A"
 	node_start A "peers=$B"
