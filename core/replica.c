@@ -536,9 +536,7 @@ ssize_t replica_rx_write(struct replica_rx *rx, uint64_t pos, const char *buf,
 	while (rc == 0 && done < len) {
 		size_t need = REPL_HDR, take;
 
-		if (rx->have >= REPL_HDR)
-			rc = frame_len((const struct repl_hdr *)rx->buf, &need);
-		else if (rx->have == 0 && len - done >= REPL_HDR) {
+		if (rx->have == 0 && len - done >= REPL_HDR) {
 			/* The usual case: whole frames in the caller's buffer
 			 * are applied from it, not copied. */
 			struct repl_hdr h;
@@ -550,6 +548,8 @@ ssize_t replica_rx_write(struct replica_rx *rx, uint64_t pos, const char *buf,
 				done += need;
 				continue;
 			}
+		} else if (rx->have >= REPL_HDR) {
+			rc = frame_len((const struct repl_hdr *)rx->buf, &need);
 		}
 		if (rc < 0)
 			break;
@@ -561,9 +561,10 @@ ssize_t replica_rx_write(struct replica_rx *rx, uint64_t pos, const char *buf,
 		memcpy(rx->buf + rx->have, buf + done, take);
 		rx->have += take;
 		done += take;
-		if (rx->have >= REPL_HDR && need == REPL_HDR)
-			continue;	/* the header is complete: size the frame */
-		if (rx->have == need) {
+		/* The header just completed: now the frame's size is known. */
+		if (rx->have == REPL_HDR && need == REPL_HDR)
+			rc = frame_len((const struct repl_hdr *)rx->buf, &need);
+		if (rc == 0 && rx->have == need) {
 			rc = apply(rx, rx->buf, need);
 			rx->have = 0;
 		}
@@ -681,13 +682,21 @@ static uint64_t epoch_end(const struct part_epoch *h, size_t n, uint64_t next,
 uint64_t replica_diverge(const struct part_epoch *l, size_t nl, uint64_t next_l,
 			 const struct part_epoch *f, size_t nf, uint64_t next_f)
 {
-	uint64_t last = nf ? f[nf - 1].epoch : 0, e, e2, end_l, end_f;
+	/* One round of the rule can stop short of the point (the leader's
+	 * answer may name an older epoch than ours, which also ended earlier
+	 * in our log): repeat on the log as it would be after the cut, until
+	 * it stops moving. Each round drops at least one of our epochs. */
+	for (;;) {
+		uint64_t last, e, e2, end_l, end_f, cut;
 
-	end_l = epoch_end(l, nl, next_l, last, &e);
-	/* The leader's answer may name an older epoch than ours: then our log
-	 * agrees with it only up to where that epoch ends for us. */
-	end_f = epoch_end(f, nf, next_f, e, &e2);
-	if (end_l > end_f)
-		end_l = end_f;
-	return end_l < next_f ? end_l : next_f;
+		while (nf && f[nf - 1].start >= next_f)
+			nf--;	/* epochs that begin at or after the cut */
+		last = nf ? f[nf - 1].epoch : 0;
+		end_l = epoch_end(l, nl, next_l, last, &e);
+		end_f = epoch_end(f, nf, next_f, e, &e2);
+		cut = end_l < end_f ? end_l : end_f;
+		if (cut >= next_f)
+			return next_f;
+		next_f = cut;
+	}
 }
