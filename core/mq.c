@@ -56,6 +56,7 @@ struct mq {
 	pthread_mutex_t node_lock;
 	uint64_t node_id;		/* immutable after mq_open */
 	_Atomic uint64_t epoch;
+	uint64_t led;			/* the epoch this node took to lead; node_lock */
 	atomic_int role;		/* enum cfg_role */
 	_Atomic uint64_t wepoch;	/* epoch while leader, else 0 (hooks) */
 	char refused[160];		/* the last replication refusal */
@@ -89,9 +90,9 @@ static int topic_dir(const struct mq *m, const char *name, char *buf)
  * shared yet). */
 static int save_node(struct mq *m)
 {
-	char text[96];
-	int n = snprintf(text, sizeof(text), "id=%016" PRIx64 "\nepoch=%" PRIu64 "\n",
-			 m->node_id, atomic_load(&m->epoch));
+	char text[128];
+	int n = snprintf(text, sizeof(text), "id=%016" PRIx64 "\nepoch=%" PRIu64 "\nled=%" PRIu64 "\n",
+			 m->node_id, atomic_load(&m->epoch), m->led);
 
 	return io_publish(m->dir, "node", text, (size_t)n, 1);
 }
@@ -99,7 +100,7 @@ static int save_node(struct mq *m)
 static int load_node(struct mq *m)
 {
 	char path[PATH_MAX + 8], text[256];
-	unsigned long long id = 0, epoch = 0;
+	unsigned long long id = 0, epoch = 0, led = 0;
 	int stored;
 	ssize_t n;
 
@@ -107,7 +108,7 @@ static int load_node(struct mq *m)
 	n = io_read_small(path, text, sizeof(text) - 1);
 	if (n >= 0) {
 		text[n] = 0;
-		if (sscanf(text, "id=%llx epoch=%llu", &id, &epoch) != 2) {
+		if (sscanf(text, "id=%llx epoch=%llu led=%llu", &id, &epoch, &led) < 2) {
 			fprintf(stderr, "mqfs: %s: cannot parse it\n", path);
 			return -EINVAL;
 		}
@@ -121,9 +122,13 @@ static int load_node(struct mq *m)
 			return -errno;
 	}
 	m->node_id = id;
-	/* A leader writes under an epoch of its own: a new node starts at 1. */
-	if (m->opts.role == CFG_ROLE_LEADER && epoch == 0) {
-		epoch = 1;
+	m->led = led;
+	/* A leader writes under an epoch of its own: one it took itself, or a
+	 * new one (mounting as leader a node that followed, or had a newer
+	 * leader's epoch, is a promotion). */
+	if (m->opts.role == CFG_ROLE_LEADER && (epoch == 0 || led != epoch)) {
+		epoch = mq_epoch_after(m, epoch);
+		m->led = epoch;
 		stored = 0;
 	}
 	atomic_store(&m->epoch, epoch);
@@ -316,6 +321,11 @@ void mq_set_changed(struct mq *m, void (*fn)(void *arg), void *arg)
 /* ---- the node: role and epoch ---- */
 
 uint64_t mq_node_id(const struct mq *m) { return m->node_id; }
+
+uint64_t mq_epoch_after(const struct mq *m, uint64_t epoch)
+{
+	return ((epoch >> 16) + 1) << 16 | (m->node_id & 0xffff);
+}
 uint64_t mq_epoch(struct mq *m) { return atomic_load(&m->epoch); }
 enum cfg_role mq_role(struct mq *m) { return (enum cfg_role)atomic_load(&m->role); }
 
@@ -325,10 +335,14 @@ int mq_promote(struct mq *m)
 
 	pthread_mutex_lock(&m->node_lock);
 	if (atomic_load(&m->role) != CFG_ROLE_LEADER) {
-		atomic_fetch_add(&m->epoch, 1);
+		uint64_t old = atomic_load(&m->epoch), led = m->led;
+
+		atomic_store(&m->epoch, mq_epoch_after(m, old));
+		m->led = atomic_load(&m->epoch);
 		rc = save_node(m);
 		if (rc < 0) {
-			atomic_fetch_sub(&m->epoch, 1);
+			atomic_store(&m->epoch, old);
+			m->led = led;
 		} else {
 			atomic_store(&m->wepoch, atomic_load(&m->epoch));
 			atomic_store(&m->role, CFG_ROLE_LEADER);

@@ -76,16 +76,25 @@ int mq_topic_create_uid(struct mq *m, const char *name, uint64_t uid,
 /* ---- the node: role and epoch (SPEC section 6) ----
  *
  * DATA_DIR/node holds "id=HEX" (random, fixed at the first mount: a
- * replicator recognises itself) and "epoch=N", the highest leader epoch
- * this node knows. The role starts as the mount option says; a node that
- * starts as leader with epoch 0 takes epoch 1. Epoch changes are made
- * durable before they take effect.
+ * replicator recognises itself), "epoch=N", the highest leader epoch this
+ * node knows, and "led=N", the epoch it took when it last became leader.
+ * The role starts as the mount option says. A node that leads takes an
+ * epoch of its own (mq_epoch_after), at promotion and when it is mounted
+ * as leader without having led its current epoch: two leaders never write
+ * under one epoch, which the divergence rule depends on. Epoch changes are
+ * made durable before they take effect.
  */
 uint64_t mq_node_id(const struct mq *m);
+/* The epoch this node takes to lead after epoch: a counter in the high
+ * bits, one more than epoch's, and the low 16 bits of the node id, so
+ * that two nodes promoted from the same epoch still get different ones
+ * (they collide only if their ids share those 16 bits). */
+uint64_t mq_epoch_after(const struct mq *m, uint64_t epoch);
 uint64_t mq_epoch(struct mq *m);
 enum cfg_role mq_role(struct mq *m);
-/* echo leader > .mq/role: a follower becomes leader of a new epoch (its
- * old one + 1). A leader stays as it is. 0 or -errno. */
+/* echo leader > .mq/role: a follower becomes leader of a new epoch
+ * (mq_epoch_after its current one). A leader stays as it is. 0 or
+ * -errno. */
 int mq_promote(struct mq *m);
 /* echo follower > .mq/role; why is logged. */
 void mq_demote(struct mq *m, const char *why);

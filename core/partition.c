@@ -766,7 +766,9 @@ int part_append_ents(struct part *p, uint64_t lbase, uint64_t off,
 	act = p->segs[p->nsegs - 1];
 	/* Roll where the leader rolled, so that the segments match too. */
 	if (off == lbase && seg_count(act) > 0 && seg_base(act) < lbase) {
-		rc = roll(p, 0);
+		/* Sealed segments are only lightly checked at open: seal them
+		 * synced, as the leader does, when the topic is durable. */
+		rc = roll(p, writeback);
 		if (rc < 0)
 			goto out;
 		act = p->segs[p->nsegs - 1];

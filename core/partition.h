@@ -163,8 +163,9 @@ void part_epoch_at(struct part *p, uint64_t off, uint64_t *epoch, uint64_t *unti
  * the leader, in its segment starting at seg_base, lines packed in buf
  * (len bytes), with the leader's entries e (pos is rewritten). Messages
  * below the partition's next offset are skipped (held already). Rolls to
- * a new segment where the leader's began. With writeback, the disk write
- * starts at once (an fsync follows soon: core/replica.h). Returns the
+ * a new segment where the leader's began. With writeback (a durable
+ * topic), the disk write starts at once (an fsync follows soon:
+ * core/replica.h) and a sealed segment is synced first. Returns the
  * number appended, -ERANGE if off is past the end (a gap), or -errno.
  */
 int part_append_ents(struct part *p, uint64_t seg_base, uint64_t off,

@@ -547,6 +547,16 @@ out_err:
 	finish(rq, rc);
 }
 
+size_t prod_pending(struct prod *pr)
+{
+	size_t n;
+
+	pthread_mutex_lock(&pr->lock);
+	n = pr->plen;
+	pthread_mutex_unlock(&pr->lock);
+	return n;
+}
+
 int prod_error(struct prod *pr)
 {
 	uint64_t wrote[MQ_MAX_PARTITIONS / 64];

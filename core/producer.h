@@ -87,6 +87,8 @@ void prod_write(struct prod *pr, const char *buf, size_t len, struct prod_req *r
 /* Publish a partial last line (the last close of the file); done gets 0 or
  * -errno. */
 void prod_flush(struct prod *pr, struct prod_req *rq);
+/* Bytes of the partial last line held (0: none). */
+size_t prod_pending(struct prod *pr);
 /* 0, or -EIO if a partition this producer wrote to has failed. */
 int prod_error(struct prod *pr);
 /*

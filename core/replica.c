@@ -39,6 +39,7 @@ struct replica_rx {
 	size_t ecap;
 	struct dirty *dirty;	/* owned */
 	size_t ndirty, dcap;
+	int synced;		/* the first sync (sync_all) is done */
 };
 
 void replica_seal(void *f, size_t len)
@@ -94,9 +95,36 @@ static int mark_dirty(struct replica_rx *rx, struct topic *t, uint32_t part)
 	return 0;
 }
 
+/* Every partition of every durable topic: what an earlier stream applied
+ * and never synced (it was cut before its fsync) is counted as held by the
+ * leader from the state it reads, so the first fsync of a new stream covers
+ * it. part_sync costs nothing where nothing is unsynced. */
+static int sync_all(struct mq *m)
+{
+	uint32_t id = 0;
+	struct topic *t;
+	int rc = 0;
+
+	while (rc == 0 && (t = mq_topic_next(m, id))) {
+		struct cfg_topic cfg;
+
+		id = topic_id(t);
+		if (topic_cfg(t, &cfg) == 0 && cfg.sync != CFG_SYNC_NONE)
+			for (uint32_t i = 0; rc == 0 && i < topic_nparts(t); i++)
+				rc = part_sync(topic_part(t, i));
+		topic_unref(t);
+	}
+	return rc;
+}
+
 int replica_rx_sync(struct replica_rx *rx)
 {
 	int rc = rx->err;
+
+	if (rc == 0 && !rx->synced) {
+		rc = sync_all(rx->m);
+		rx->synced = rc == 0;
+	}
 
 	for (size_t i = 0; rc == 0 && i < rx->ndirty; i++) {
 		struct cfg_topic cfg;
@@ -407,6 +435,8 @@ static int apply_dead(struct topic *t, const struct repl_hdr *h, const char *gro
 	    memchr(body + sizeof(d) + d.reason_len, '\n', d.line_len) ||
 	    h->part >= MQ_MAX_PARTITIONS)
 		return -EBADMSG;
+	if (h->part >= topic_nparts(t))
+		return -ENOENT;	/* the TOPIC frame that adds it comes first */
 	rc = find_group(t, group, 0, &g);
 	if (rc < 0)
 		return rc;

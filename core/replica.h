@@ -13,8 +13,10 @@
  *           frame is applied before the write returns.
  *   fsync   everything applied through this open file is durable under
  *           each topic's sync policy (sync=none: in the kernel only, as on
- *           the leader). The leader counts a message as held by the peer
- *           once the fsync after it returned.
+ *           the leader); the first fsync of an open file syncs every
+ *           partition, so that what an earlier stream applied is covered
+ *           too. The leader counts a message as held by the peer once the
+ *           fsync after it returned.
  *   read    the follower's state (replica_state_text): node id, epoch and
  *           role, then per topic and partition what it holds.
  *

@@ -1554,6 +1554,16 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		poll_forget(h);
 		pthread_mutex_unlock(&park_lock);
 	}
+	if ((h->line_len || h->prod) && changes_allowed(mq_of(req)) < 0) {
+		/* A follower since the last write: its state comes only from
+		 * its leader (close() has returned: the log tells). */
+		if (h->line_len || (h->prod && prod_pending(h->prod)))
+			fprintf(stderr, "mqfs: %s: last line without newline not applied: this node is a follower\n",
+				topic_name(h->t));
+		free_fh(h);
+		fuse_reply_err(req, 0);
+		return;
+	}
 	if (h->line_len) {
 		/* `printf %s "$id" > ack`: a last line without '\n'. close()
 		 * has returned: the log is all that can tell of an error. */

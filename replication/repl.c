@@ -323,7 +323,10 @@ static struct mtopic *mirror_get(struct peer *pe, struct topic *t)
 		}
 		mt->sent[i] = cut;
 		mt->first[i] = sp->first;
-		mt->acked[i] = cut;
+		/* What the peer says it holds may not be on its disk yet (a
+		 * stream cut before its fsync): acked after our first fsync,
+		 * which syncs all of it (replica_rx_sync). */
+		mt->acked[i] = 0;
 	}
 	pthread_mutex_unlock(&pe->r->lock);
 	return mt;
@@ -641,16 +644,20 @@ static int sync_groups(struct peer *pe, struct topic *t, struct mtopic *mt)
 		gid = cg_id(g);
 		if (!mg) {
 			rc = -ENOMEM;
-		} else if (mg->noffs < n && !(mg->offs = realloc(mg->offs, n * sizeof(uint64_t)))) {
-			mg->noffs = 0;
-			rc = -ENOMEM;
-		} else {
-			for (uint32_t i = mg->noffs; i < n; i++)
-				mg->offs[i] = NONE;
-			if (mg->noffs < n)
+		} else if (mg->noffs < n) {
+			uint64_t *o = realloc(mg->offs, n * sizeof(*o));
+
+			if (!o) {
+				rc = -ENOMEM;
+			} else {
+				for (uint32_t i = mg->noffs; i < n; i++)
+					o[i] = NONE;	/* not sent yet */
+				mg->offs = o;
 				mg->noffs = n;
-			mg->seen = 1;
+			}
 		}
+		if (rc == 0)
+			mg->seen = 1;
 		for (uint32_t i = 0; rc == 0 && i < n; i++) {
 			uint64_t o = cg_committed(g, i);
 
@@ -737,10 +744,21 @@ static int sync_topic(struct peer *pe, struct topic *t, size_t *budget, int *cau
 				*caught = 0;
 				break;
 			}
+			if (atomic_load(&pe->r->stop)) {
+				rc = -ECANCELED;
+				break;
+			}
 			b = emit_msgs(pe, t, i, &mt->sent[i], *budget);
-			if (b == -ERANGE) {	/* retention went past us just now */
+			if (b == -ERANGE) {
 				part_stat(topic_part(t, i), &st);
-				continue;
+				if (mt->sent[i] < st.first)
+					continue;	/* retention went past us just now */
+				/* A hole in our own log (a segment that recovery
+				 * found damaged): the peer cannot hold a hole. */
+				fprintf(stderr, "mqfs: replica %s: %s/%" PRIu32 " of this node lacks offset %"
+					PRIu64 " (a damaged segment): cannot replicate past it\n",
+					pe->path, topic_name(t), i, mt->sent[i]);
+				b = -ENODATA;
 			}
 			if (b < 0)
 				rc = (int)b;
@@ -863,8 +881,12 @@ static int insync_copies(struct repl *r)
  * r->lock held. */
 static int check(struct repl *r, struct repl_wait *w)
 {
+	struct cfg_topic c;
+
+	/* stopping, stepped down, short of copies, or the topic was deleted
+	 * meanwhile (no peer will ever hold it) */
 	if (r->stopped || mq_role(r->m) != CFG_ROLE_LEADER ||
-	    insync_copies(r) < (int)r->opts.min_insync)
+	    insync_copies(r) < (int)r->opts.min_insync || topic_cfg(w->t, &c) < 0)
 		return -EIO;
 	for (size_t i = 0; i < r->npeers; i++) {
 		struct peer *pe = &r->peers[i];
@@ -1125,6 +1147,7 @@ static int connect_peer(struct peer *pe)
 	}
 	reset_mirror(pe);
 	pe->connected = 1;
+	pe->unsynced = 1;	/* the first cycle fsyncs: see mirror_get */
 	pe->io_ms = mq_mono_ms();
 	set_state(pe, P_CONNECTING, 0, "-");
 	return 0;
@@ -1155,6 +1178,14 @@ static void failed(struct peer *pe, int rc)
 	free(text);
 }
 
+/* How long a caught-up peer thread sleeps: IDLE_MS, or less when
+ * isr_lag_ms is short, so that an idle peer is seen caught up well within
+ * it (the watchdog measures from the last caught-up cycle). */
+static int idle_ms(const struct repl *r)
+{
+	return r->opts.isr_lag_ms / 4 < IDLE_MS ? (int)(r->opts.isr_lag_ms / 4) + 1 : IDLE_MS;
+}
+
 static void *peer_main(void *arg)
 {
 	struct peer *pe = arg;
@@ -1170,7 +1201,7 @@ static void *peer_main(void *arg)
 				disconnect(pe);
 				set_state(pe, P_IDLE, 0, "this node is a follower");
 			}
-			nap(r, &seen, IDLE_MS);
+			nap(r, &seen, idle_ms(r));
 			continue;
 		}
 		if (!pe->connected && connect_peer(pe) < 0) {
@@ -1197,7 +1228,7 @@ static void *peer_main(void *arg)
 		set_state(pe, P_OK, keep, keep ? "-" : "catching up");
 		settle(r);
 		if (caught)
-			nap(r, &seen, IDLE_MS);
+			nap(r, &seen, idle_ms(r));
 	}
 	disconnect(pe);
 	return NULL;
@@ -1212,7 +1243,7 @@ static void *peer_main(void *arg)
 static void *watchdog_main(void *arg)
 {
 	struct repl *r = arg;
-	int every = r->opts.isr_lag_ms / 4 < IDLE_MS ? (int)(r->opts.isr_lag_ms / 4) + 1 : IDLE_MS;
+	int every = idle_ms(r);
 
 	while (!atomic_load(&r->stop)) {
 		int64_t now;
@@ -1228,12 +1259,14 @@ static void *watchdog_main(void *arg)
 			if (late)
 				pe->in_sync = 0;
 			pthread_mutex_unlock(&r->lock);
-			if (late) {
+			if (late)
 				fprintf(stderr, "mqfs: replica %s left the in-sync set: not caught up for %" PRId64 " ms\n",
 					pe->path, now - pe->caught_up_ms);
-				settle(r);
-			}
 		}
+		/* Waiters whose peers are stuck are answered here too: when a
+		 * peer leaves, when their topic is deleted, when the node steps
+		 * down. */
+		settle(r);
 	}
 	return NULL;
 }

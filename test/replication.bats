@@ -496,6 +496,28 @@ cpu_ticks() {
 	(((a1 - a0) < 40)) || assert_eq "$((a1 - a0)) ticks" "< 40 ticks in 2 s" "CPU of the idle leader"
 }
 
+@test "replication: a leader whose partition lost a middle segment should say so, not spin" {
+	node_start A segment_bytes=1024
+	mkdir "$A/t"
+	for i in $(seq 1 1000); do echo "line-$i"; done >>"$A/t/0"
+	node_stop A
+	# damage a middle segment: recovery keeps the partition, with a hole
+	seg=$(command ls "${NODE_DATA[A]}/topics/t/parts/0/"*.log | command sed -n 3p)
+	: >"$seg"
+	node_start B role=follower
+	node_start A "segment_bytes=1024,peers=$B"
+	refused() { [[ $(replica A B state) == refused ]]; }
+	wait_for 20 refused
+	[[ $(replica A B error) == *"No data available"* ]] ||
+		assert_eq "$(replica A B error)" "an error about missing data" "error of B in A's replicas"
+	command grep -q "cannot replicate past it" "${NODE_LOG[A]}" ||
+		assert_eq "$(command cat "${NODE_LOG[A]}")" "a log line" "A's log"
+	a0=$(cpu_ticks "${NODE_PID[A]}")
+	sleep 2
+	a1=$(cpu_ticks "${NODE_PID[A]}")
+	(((a1 - a0) < 40)) || assert_eq "$((a1 - a0)) ticks" "< 40 ticks in 2 s" "CPU of the leader"
+}
+
 @test "follower: every change should fail with EROFS while reads work" {
 	node_start B "role=follower,peers=$A"
 	node_start A "peers=$B"
@@ -869,6 +891,63 @@ cpu_ticks() {
 	echo later >>"$B/t/0"
 	assert_converged B A
 	assert_eq "$(cat "$A/t/0")" $'base-1\nbase-2\nonly-on-B\nlater'
+}
+
+@test "failover: a follower mounted as leader should take an epoch of its own, so that its old leader's tail is still cut" {
+	node_start B "role=follower,peers=$A"
+	node_start A "peers=$B"
+	mkdir "$A/t"
+	printf 'm-%s\n' 1 2 3 >>"$A/t/0"
+	assert_converged A B
+	epoch_a=$(cat "$A/.mq/epoch")
+	node_stop B
+	printf 'a-%s\n' 4 5 >>"$A/t/0" # B never gets these
+	node_kill9 A
+	# B comes back as leader (no promotion by .mq/role): a new epoch all the same
+	node_start B "role=leader,peers=$A"
+	epoch_b=$(cat "$B/.mq/epoch")
+	((epoch_b > epoch_a)) || assert_eq "$epoch_b" "more than $epoch_a" "epoch of B mounted as leader"
+	printf 'b-%s\n' 4 5 6 >>"$B/t/0"
+	node_start A "role=follower,peers=$B"
+	assert_converged B A
+	assert_eq "$(cat "$A/t/0")" $'m-1\nm-2\nm-3\nb-4\nb-5\nb-6' "partition 0 of the old leader"
+}
+
+@test "acks=all: a write waiting for a peer should fail with EIO, not hang, when its topic is deleted" {
+	node_start B role=follower
+	node_start A "peers=$B,acks=all,isr_lag_ms=30000"
+	wait_peer 20 in_sync A B
+	mkdir "$A/t"
+	echo one >>"$A/t/0"
+	assert_converged A B
+	STOPPED_PID=${NODE_PID[B]}
+	kill -STOP "$STOPPED_PID"
+	fsop write "$A/t/0" <<<"two" >"$BATS_TEST_TMPDIR/w.out" 2>&1 &
+	writer=$!
+	sleep 0.5
+	rmdir "$A/t"
+	wait_for 10 eval "! kill -0 $writer 2>/dev/null"
+	wait "$writer" || true
+	command grep -q EIO "$BATS_TEST_TMPDIR/w.out" ||
+		assert_eq "$(command cat "$BATS_TEST_TMPDIR/w.out")" "EIO" "the waiting write"
+	kill -CONT "$STOPPED_PID"
+	STOPPED_PID=
+	wait_peer 20 in_sync A B
+	assert_eq "$(ls "$B")" "" "topics on B after the deletion"
+}
+
+@test "follower: a last line without newline should not be published at close by a node that became a follower" {
+	node_start B role=follower
+	node_start A "peers=$B"
+	mkdir "$A/t"
+	exec 5>>"$A/t/0"
+	printf 'whole\npartial' >&5
+	echo follower >"$A/.mq/role"
+	exec 5>&-
+	sleep 0.3
+	assert_eq "$(cat "$A/t/0")" whole "partition 0 after the close"
+	command grep -q "not applied: this node is a follower" "${NODE_LOG[A]}" ||
+		assert_eq "$(command cat "${NODE_LOG[A]}")" "a log line" "A's log"
 }
 
 @test "failover: an old leader restarted as leader should be fenced and never reach the new leader" {

@@ -1845,65 +1845,83 @@ static void rx_leader_refuses_its_own_epoch_and_steps_down_for_a_newer_one(void)
 {
 	const char *cfg = cfg_text("partitions=1\nsync=none\n");
 	struct stream s = { 0 };
+	uint64_t e1, e3, e4, e6;
 	struct topic *t;
 	struct mq *m;
-	char *st;
+	char *st, want[160], hist[64];
 
 	tmpdir();
 	m = node_open(subdir("data"), "role=leader,partitions=1,sync=none");
-	CHECK_EQ(mq_epoch(m), 1);	/* a new leader takes epoch 1 */
+	/* a new leader takes an epoch of its own: counter 1, its id's tag */
+	e1 = mq_epoch_after(m, 0);
+	CHECK_EQ(e1 >> 16, 1);
+	CHECK_EQ(e1 & 0xffff, mq_node_id(m) & 0xffff);
+	CHECK_EQ(mq_epoch(m), e1);
 	CHECK(mq_role(m) == CFG_ROLE_LEADER);
 	/* another leader of our own epoch: split brain, refused */
-	f_topic(&s, 1, "t", U1, cfg);
+	f_topic(&s, e1, "t", U1, cfg);
 	CHECK_EQ(feed_new(m, &s, 0), -ESTALE);
 	stream_free(&s);
 	CHECK(mq_role(m) == CFG_ROLE_LEADER);
-	CHECK_EQ(mq_epoch(m), 1);
+	CHECK_EQ(mq_epoch(m), e1);
 	t = mq_topic_find(m, "t");
 	CHECK(t == NULL);
 	if (t)
 		topic_unref(t);
 	st = state(m);
-	CHECK(strstr(st, "role leader\nrefused refused a leader of epoch 1: this node is leader at epoch 1\n")
-	      != NULL);
+	snprintf(want, sizeof(want), "role leader\nrefused refused a leader of epoch %" PRIu64
+		 ": this node is leader at epoch %" PRIu64 "\n", e1, e1);
+	CHECK(strstr(st, want) != NULL);
 	free(st);
 	/* a newer leader: we step down, adopt its epoch, and apply */
-	f_topic(&s, 3, "t", U1, cfg);
-	f_msgs(&s, 3, "t", U1, 0, 0, 0, 3, "a\n", 1);
+	e3 = e1 + (2u << 16) + 7;
+	f_topic(&s, e3, "t", U1, cfg);
+	f_msgs(&s, e3, "t", U1, 0, 0, 0, e3, "a\n", 1);
 	CHECK_EQ(feed_new(m, &s, 0), 0);
 	stream_free(&s);
 	CHECK(mq_role(m) == CFG_ROLE_FOLLOWER);
-	CHECK_EQ(mq_epoch(m), 3);
+	CHECK_EQ(mq_epoch(m), e3);
 	CHECK_EQ(next_of(m, "t", 0), 1);
-	/* promoted again: epoch 4, and now epochs 3 and 4 are refused */
+	/* promoted again: an epoch above e3, and now e3 and e4 are refused */
 	CHECK_EQ(mq_promote(m), 0);
 	CHECK(mq_role(m) == CFG_ROLE_LEADER);
-	CHECK_EQ(mq_epoch(m), 4);
+	e4 = mq_epoch_after(m, e3);
+	CHECK(e4 > e3);
+	CHECK_EQ(mq_epoch(m), e4);
 	CHECK_EQ(mq_promote(m), 0);	/* a leader stays as it is */
-	CHECK_EQ(mq_epoch(m), 4);
-	f_msgs(&s, 3, "t", U1, 0, 1, 0, 3, "b\n", 2);
+	CHECK_EQ(mq_epoch(m), e4);
+	f_msgs(&s, e3, "t", U1, 0, 1, 0, e3, "b\n", 2);
 	CHECK_EQ(feed_new(m, &s, 0), -ESTALE);
 	stream_free(&s);
-	f_msgs(&s, 4, "t", U1, 0, 1, 0, 4, "b\n", 2);
+	f_msgs(&s, e4, "t", U1, 0, 1, 0, e4, "b\n", 2);
 	CHECK_EQ(feed_new(m, &s, 0), -ESTALE);
 	stream_free(&s);
 	CHECK(mq_role(m) == CFG_ROLE_LEADER);
-	/* our own appends now carry epoch 4 */
+	/* our own appends now carry e4 */
 	t = mq_topic_find(m, "t");
 	if (t) {
 		CHECK_EQ(part_append(topic_part(t, 0), "own\n", 4, 1, 1 << 20, 0), 0);
-		CHECK(!strcmp(history(topic_part(t, 0)), "3:0,4:1"));
+		snprintf(hist, sizeof(hist), "%" PRIu64 ":0,%" PRIu64 ":1", e3, e4);
+		CHECK(!strcmp(history(topic_part(t, 0)), hist));
 		topic_unref(t);
 	}
 	/* fenced by a peer at a newer epoch: follower again */
-	CHECK_EQ(mq_fenced(m, 4), 0);
+	CHECK_EQ(mq_fenced(m, e4), 0);
 	CHECK(mq_role(m) == CFG_ROLE_LEADER);
-	CHECK_EQ(mq_fenced(m, 6), 0);
+	e6 = e4 + (2u << 16);
+	CHECK_EQ(mq_fenced(m, e6), 0);
 	CHECK(mq_role(m) == CFG_ROLE_FOLLOWER);
-	CHECK_EQ(mq_epoch(m), 6);
+	CHECK_EQ(mq_epoch(m), e6);
 	mq_close(m);
 	m = node_open(subdir("data"), FOLLOWER);
-	CHECK_EQ(mq_epoch(m), 6);
+	CHECK_EQ(mq_epoch(m), e6);
+	mq_close(m);
+	/* mounted as leader again: it did not lead e6, so it takes a new one */
+	m = node_open(subdir("data"), "role=leader,partitions=1,sync=none");
+	CHECK_EQ(mq_epoch(m), mq_epoch_after(m, e6));
+	mq_close(m);
+	m = node_open(subdir("data"), "role=leader,partitions=1,sync=none");
+	CHECK_EQ(mq_epoch(m), mq_epoch_after(m, e6));	/* it led that one: kept */
 	mq_close(m);
 }
 
