@@ -352,6 +352,16 @@ rss_kb() {
 
 # ---------------------------------------------------------------- consumers
 
+# wait_gone PID...: wait (with a deadline) for background writers to end;
+# the status of the last one is returned.
+wait_gone() {
+	local pid
+	for pid in "$@"; do
+		wait_for 30 eval "! kill -0 $pid 2>/dev/null || [[ \$(command awk '/^State:/ { print \$2 }' /proc/$pid/status 2>/dev/null) == Z ]]"
+		wait "$pid"
+	done
+}
+
 # try_take: one O_NONBLOCK read of $G/next (G: a group directory); the
 # record (without its newline) is in $msg. Fails (EAGAIN) when nothing is
 # available.

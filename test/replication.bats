@@ -133,16 +133,6 @@ node_restart() {
 	node_start "$@"
 }
 
-# wait_gone PID...: wait (with a deadline) for background writers to end;
-# the status of the last one is returned.
-wait_gone() {
-	local pid
-	for pid in "$@"; do
-		wait_for 30 eval "! kill -0 $pid 2>/dev/null || [[ \$(command awk '/^State:/ { print \$2 }' /proc/$pid/status 2>/dev/null) == Z ]]"
-		wait "$pid"
-	done
-}
-
 setup() {
 	declare -gA NODE_DATA=() NODE_LOG=() NODE_PID=()
 	NODES=()

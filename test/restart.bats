@@ -5,15 +5,6 @@
 
 load helpers
 
-# wait_gone PID...: wait (with a deadline) for background writers to end.
-wait_gone() {
-	local pid
-	for pid in "$@"; do
-		wait_for 30 eval "! kill -0 $pid 2>/dev/null || [[ \$(command awk '/^State:/ { print \$2 }' /proc/$pid/status 2>/dev/null) == Z ]]"
-		wait "$pid"
-	done
-}
-
 @test "restart: topics, messages, groups, offsets and config should come back after a clean unmount" {
 	mkdir "$MNT/a" "$MNT/b" "$MNT/gone"
 	echo partitions=6 >>"$MNT/b/config"
