@@ -1047,8 +1047,24 @@ int lease_nack(struct lease *ls, const char *buf, size_t len)
 
 /* ---- commits through offsets/P ---- */
 
+static int commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
+		  uint64_t end, int lazy);
+
 int lease_commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
 		 uint64_t end)
+{
+	return commit(ls, part, off, relative, end, 0);
+}
+
+int lease_commit_replica(struct lease *ls, uint32_t part, uint64_t off, uint64_t end)
+{
+	return commit(ls, part, off, 0, end, 1);
+}
+
+/* lazy: a replica's commit, as acks are: the journal is synced within
+ * sync_ms by the janitor and the offsets file follows at compaction. */
+static int commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
+		  uint64_t end, int lazy)
 {
 	struct cfg_topic cfg;
 	struct lpart *lp = &ls->p[part];
@@ -1113,8 +1129,10 @@ int lease_commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
 			rc = stage(ls, J_DLV, part, keep[i].off, keep[i].s.deliveries);
 	}
 	if (rc == 0)
-		rc = journal_flush(ls, durable(&cfg), 1);
-	if (rc == 0)
+		rc = journal_flush(ls, durable(&cfg), !lazy);
+	if (rc == 0 && lazy)
+		cg_advance(ls->g, part, off);
+	else if (rc == 0)
 		rc = cg_commit(ls->g, part, off, 0, end, durable(&cfg));
 	if (rc < 0)
 		goto out;
@@ -1138,7 +1156,8 @@ out:
 
 /* ---- timers ---- */
 
-int lease_tick(struct lease *ls, int64_t now, uint64_t sync_ms, int64_t *next_ms)
+int lease_tick(struct lease *ls, int64_t now, uint64_t sync_ms, int expire,
+	       int64_t *next_ms)
 {
 	struct cfg_topic cfg;
 	int64_t next = INT64_MAX;
@@ -1155,7 +1174,9 @@ int lease_tick(struct lease *ls, int64_t now, uint64_t sync_ms, int64_t *next_ms
 		pthread_mutex_unlock(&ls->lock);
 		return 0;
 	}
-	n = topic_nparts(ls->t);
+	/* A follower's leases wait: it hands nothing out, and must not
+	 * dead-letter what its leader's consumers may still finish. */
+	n = expire ? topic_nparts(ls->t) : 0;
 	for (uint32_t part = 0; part < n; part++) {
 		struct lpart *lp = &ls->p[part];
 

@@ -121,14 +121,20 @@ int lease_nack(struct lease *ls, const char *buf, size_t len);
  */
 int lease_commit(struct lease *ls, uint32_t part, uint64_t off, int relative,
 		 uint64_t end);
+/* The same for a replica taking its leader's committed offset (also when
+ * it equals the current one: the window starts over, forgetting messages
+ * acked ahead). Made durable like acks, within sync_ms, not before it
+ * returns: the leader's frames carry many of them. */
+int lease_commit_replica(struct lease *ls, uint32_t part, uint64_t off, uint64_t end);
 
 /*
- * Expire leases, make due redeliveries available, sync the journal when
+ * Expire leases and make due redeliveries available (only with expire:
+ * a follower's leases wait until it leads), sync the journal when
  * sync=batch asks. Returns nonzero if messages became available (the
  * caller wakes waiting consumers); *next_ms is the monotonic time of the
  * next thing to do (INT64_MAX for nothing).
  */
-int lease_tick(struct lease *ls, int64_t now_ms, uint64_t sync_ms,
+int lease_tick(struct lease *ls, int64_t now_ms, uint64_t sync_ms, int expire,
 	       int64_t *next_ms);
 
 /* Counts for groups/G/stats. */

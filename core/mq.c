@@ -259,7 +259,7 @@ static int64_t tick(struct mq *m, int64_t now)
 		int64_t n;
 
 		id = topic_id(t);
-		n = topic_tick(t, now, m->opts.sync_ms);
+		n = topic_tick(t, now, m->opts.sync_ms, mq_role(m) == CFG_ROLE_LEADER);
 		if (n < next)
 			next = n;
 		topic_unref(t);

@@ -282,16 +282,20 @@ static int apply_msgs(struct replica_rx *rx, struct topic *t, const struct repl_
 	return rc < 0 ? rc : 0;
 }
 
-/* After a truncation, offsets past the new end point at the end. */
-static void clamp_groups(struct topic *t, uint32_t part, uint64_t end)
+/* After a truncation every group's window of part starts over at its
+ * committed offset (or the new end, if that is past it): what it knew of
+ * the offsets at and after the cut (acked ahead, delivered) was about
+ * messages that are gone, and other messages will take those offsets. */
+static void reset_groups(struct topic *t, uint32_t part, uint64_t end)
 {
 	uint32_t gid = 0;
 	struct cg *g;
 
 	while ((g = topic_group_next(t, gid))) {
+		uint64_t off = cg_committed(g, part);
+
 		gid = cg_id(g);
-		if (cg_committed(g, part) > end)
-			(void)lease_commit(cg_lease(g), part, end, 0, end);
+		(void)lease_commit_replica(cg_lease(g), part, off < end ? off : end, end);
 		cg_unref(g);
 	}
 }
@@ -311,7 +315,7 @@ static int apply_cut(struct topic *t, const struct repl_hdr *h)
 		freed = part_truncate(p, h->off);
 		part_stat(p, &st);
 		if (freed >= 0)
-			clamp_groups(t, h->part, st.next);
+			reset_groups(t, h->part, st.next);
 	}
 	if (freed > 0) {
 		topic_bytes_add(t, -freed);
@@ -382,7 +386,7 @@ static int apply_group(struct topic *t, const struct repl_hdr *h, const char *gr
 		if (off > st.next)
 			off = st.next;
 		if (cg_committed(g, i) != off)
-			rc = lease_commit(cg_lease(g), i, off, 0, st.next);
+			rc = lease_commit_replica(cg_lease(g), i, off, st.next);
 	}
 	if (g)
 		cg_unref(g);
@@ -398,7 +402,7 @@ static int apply_deads(struct topic *t, const struct repl_hdr *h, const char *gr
 
 	if ((uint64_t)h->count * 16 != h->body)
 		return -EBADMSG;
-	rc = find_group(t, group, 0, &g);
+	rc = find_group(t, group, 1, &g);
 	if (rc < 0)
 		return rc;
 	k = malloc(((size_t)h->count + 1) * sizeof(*k));
@@ -437,7 +441,7 @@ static int apply_dead(struct topic *t, const struct repl_hdr *h, const char *gro
 		return -EBADMSG;
 	if (h->part >= topic_nparts(t))
 		return -ENOENT;	/* the TOPIC frame that adds it comes first */
-	rc = find_group(t, group, 0, &g);
+	rc = find_group(t, group, 1, &g);
 	if (rc < 0)
 		return rc;
 	e = calloc(1, sizeof(*e));

@@ -51,7 +51,8 @@
  *   GROUP   uid, group, count; body: count u64 committed offsets (created if
  *           missing; an offset past the partition's end is clamped).
  *   DEADS   uid, group, count; body: count {u32 part, u32 zero, u64 off}:
- *           dead letters not listed are deleted.
+ *           dead letters not listed are deleted (the group is created if
+ *           missing, as for DEAD: letters go before offsets).
  *   DEAD    uid, group, part, off; body: struct repl_dead, the reason,
  *           then the line (lease_dead_import).
  *

@@ -44,7 +44,20 @@ struct topic {
 	atomic_int waiters;			/* consumers waiting (topic_waiters) */
 	_Atomic uint64_t dead_ids;		/* last dead-letter id handed out */
 	atomic_uint_fast64_t rr;		/* keyless spreading, see topic_rr_start */
+	_Atomic uint64_t gen;			/* see topic_gen */
 };
+
+uint64_t topic_gen(struct topic *t)
+{
+	return atomic_load(&t->gen);
+}
+
+static void touch(struct topic *t)
+{
+	atomic_fetch_add(&t->gen, 1);
+	if (t->hooks && t->hooks->changed)
+		t->hooks->changed(t->hooks->changed_arg);
+}
 
 static int path(char *buf, const struct topic *t, const char *a, const char *b)
 {
@@ -383,8 +396,10 @@ int topic_config_write(struct topic *t, const char *buf, size_t len,
 	}
 out_unlock:
 	pthread_mutex_unlock(&t->lock);
-	if (rc == 0)
+	if (rc == 0) {
 		topic_wake(t);	/* max_bytes or overflow may have changed */
+		touch(t);
+	}
 	return rc;
 }
 
@@ -633,6 +648,8 @@ int topic_group_create(struct topic *t, const char *name)
 		(void)io_sync_dir(dir);	/* the group's directory entry */
 out_unlock:
 	pthread_mutex_unlock(&t->lock);
+	if (rc == 0)
+		touch(t);
 	return rc;
 }
 
@@ -793,6 +810,7 @@ void topic_waiters(struct topic *t, int delta)
 
 void topic_ready(struct topic *t)
 {
+	atomic_fetch_add(&t->gen, 1);
 	if (t->hooks && t->hooks->changed)
 		t->hooks->changed(t->hooks->changed_arg);
 	if (atomic_load_explicit(&t->waiters, memory_order_acquire) > 0 &&
@@ -813,7 +831,7 @@ uint64_t topic_dead_id(struct topic *t)
 	return id < TOPIC_DEAD_IDS ? id : 0;
 }
 
-int64_t topic_tick(struct topic *t, int64_t now_ms, uint64_t sync_ms)
+int64_t topic_tick(struct topic *t, int64_t now_ms, uint64_t sync_ms, int expire)
 {
 	int64_t next = INT64_MAX;
 	uint32_t after = 0;
@@ -824,7 +842,7 @@ int64_t topic_tick(struct topic *t, int64_t now_ms, uint64_t sync_ms)
 		int64_t n;
 
 		after = cg_id(g);
-		avail |= lease_tick(cg_lease(g), now_ms, sync_ms, &n);
+		avail |= lease_tick(cg_lease(g), now_ms, sync_ms, expire, &n);
 		if (n < next)
 			next = n;
 		cg_unref(g);

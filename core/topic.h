@@ -169,14 +169,20 @@ int topic_commit(struct topic *t, struct cg *g, uint32_t part,
 
 /* A client starts (+1) or stops (-1) waiting for messages of t. */
 void topic_waiters(struct topic *t, int delta);
+/* A number that changes whenever the topic does: appends, acks and
+ * commits (everything that calls topic_ready), settings, groups made. A
+ * replicator skips topics whose number has not moved; other changes (dead
+ * letters made by expiry, deletions) it finds on a slower full pass. */
+uint64_t topic_gen(struct topic *t);
 /* Messages may be available: call hooks->ready if anyone waits. Cheap
  * when nobody does (one atomic load): called after every append. */
 void topic_ready(struct topic *t);
 /* Tell the engine about a lease deadline (hooks->due). */
 void topic_due(struct topic *t, int64_t mono_ms);
-/* Expire leases and sync journals of every group (lease_tick); wakes
- * waiting consumers. Returns the monotonic time of the next deadline. */
-int64_t topic_tick(struct topic *t, int64_t now_ms, uint64_t sync_ms);
+/* Expire leases (with expire) and sync journals of every group
+ * (lease_tick); wakes waiting consumers. Returns the monotonic time of the
+ * next deadline. */
+int64_t topic_tick(struct topic *t, int64_t now_ms, uint64_t sync_ms, int expire);
 /* Dead letters are numbered per topic, never reusing a number while the
  * engine runs (the FUSE layer makes inode numbers of them): 1, 2, ...; 0
  * once TOPIC_DEAD_IDS are used up, and no more letters can be made. */

@@ -134,7 +134,7 @@ int main(int argc, char *argv[])
 		goto out_session;
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
-	mq_set_ready(m, mqfs_ready, NULL);
+	mq_set_ready(m, mqfs_ready, m);
 	if (repl_open(m, &r) < 0)
 		goto out_unmount;
 	mqfs_set_repl(r);

@@ -110,8 +110,9 @@ struct repl;
  * the session runs; borrowed. */
 void mqfs_set_repl(struct repl *r);
 
-/* topic_hooks.ready (mq_set_ready): answer the parked reads and wake the
- * pollers of next and batch files of t. */
+/* topic_hooks.ready (mq_set_ready; arg is the struct mq): answer the
+ * parked reads and wake the pollers of next and batch files of t; on a
+ * follower the parked reads get EROFS. */
 void mqfs_ready(void *arg, struct topic *t);
 
 #endif

@@ -1167,16 +1167,24 @@ static void poll_forget(struct fh *h)
 void mqfs_ready(void *arg, struct topic *t)
 {
 	struct cg *empty = NULL;	/* a fresh next reader found nothing */
+	int follower = changes_allowed(arg) < 0;
 	struct parked *pk, *next;
 	struct fh *h, *hn;
 
-	(void)arg;
 	pthread_mutex_lock(&park_lock);
 	for (pk = parked; pk; pk = next) {
 		next = pk->next;
 		h = pk->h;
 		if (h->t != t)
 			continue;
+		if (follower) {
+			/* parked before the node stepped down: a follower
+			 * hands nothing out */
+			mqfs_reply_err(pk->req, -EROFS);
+			unpark(pk);
+			free(pk);
+			continue;
+		}
 		/* All next readers of a group that hold nothing yet are
 		 * alike: when one finds nothing, so would the rest. */
 		if (h->kind == MQFS_NEXT && h->g == empty)
@@ -1404,7 +1412,16 @@ static int role_write(struct mq *m, const char *buf, size_t size)
 	if (size == 6 && !memcmp(buf, "leader", 6))
 		return mq_promote(m);
 	if (size == 8 && !memcmp(buf, "follower", 8)) {
+		uint32_t id = 0;
+		struct topic *t;
+
 		mq_demote(m, "set by .mq/role");
+		/* Parked next and batch readers get EROFS now. */
+		while ((t = mq_topic_next(m, id))) {
+			id = topic_id(t);
+			mqfs_ready(m, t);
+			topic_unref(t);
+		}
 		return 0;
 	}
 	return -EINVAL;

@@ -40,6 +40,7 @@
 #define NONE UINT64_MAX
 #define IDLE_MS 100		/* control state (offsets, letters) is polled */
 #define PROBE_MS 200		/* an idle peer is probed this often */
+#define FULL_MS 1000		/* every topic is looked at this often */
 #define RETRY_MIN_MS 200
 #define RETRY_MAX_MS 2000
 
@@ -73,6 +74,8 @@ struct mtopic {
 	uint64_t *trunc;		/* a TRUNC to send, or NONE */
 	uint64_t *acked;		/* durable on the peer; r->lock */
 	uint64_t gsig;			/* the group list sent (a hash) */
+	uint64_t gen;			/* topic_gen when last looked at */
+	int pending;			/* messages left for the next cycle */
 	struct mgroup *g;
 	size_t ng, gcap;
 };
@@ -117,6 +120,7 @@ struct peer {
 					 * under r->lock, read by the watchdog */
 	int64_t io_ms;			/* the last I/O with the peer, monotonic */
 	int64_t sent_ms;		/* the last frames written, monotonic */
+	int64_t full_ms;		/* the last full pass, monotonic */
 	int retry_ms;
 	struct seed *seed;		/* the peer's state at connect; owned */
 	size_t nseed, seedcap;
@@ -658,6 +662,11 @@ static int sync_groups(struct peer *pe, struct topic *t, struct mtopic *mt)
 		}
 		if (rc == 0)
 			mg->seen = 1;
+		/* Letters before offsets: a leader that dies between the two
+		 * must not leave an offset past a message whose letter the
+		 * peer never got. */
+		if (rc == 0 && lease_dead_gen(ls) != mg->dgen)
+			rc = sync_dead(pe, t, g, mg);
 		for (uint32_t i = 0; rc == 0 && i < n; i++) {
 			uint64_t o = cg_committed(g, i);
 
@@ -679,8 +688,6 @@ static int sync_groups(struct peer *pe, struct topic *t, struct mtopic *mt)
 				rc = fend(pe, &h, (size_t)n * 8);
 			}
 		}
-		if (rc == 0 && lease_dead_gen(ls) != mg->dgen)
-			rc = sync_dead(pe, t, g, mg);
 		cg_unref(g);
 	}
 	/* forget groups that are gone */
@@ -697,15 +704,23 @@ static int sync_groups(struct peer *pe, struct topic *t, struct mtopic *mt)
 
 /* Topic t: its config, cuts, messages (within *budget), groups. Clears
  * *caught if messages are left for the next cycle. */
-static int sync_topic(struct peer *pe, struct topic *t, size_t *budget, int *caught)
+static int sync_topic(struct peer *pe, struct topic *t, size_t *budget, int *caught,
+		      int full)
 {
 	struct mtopic *mt = mirror_get(pe, t);
+	uint64_t gen = topic_gen(t);
 	char cfg[1024];
 	uint32_t n = topic_nparts(t);
 	int len, rc = 0;
 
 	if (!mt)
 		return -ENOMEM;
+	/* Nothing happened to it since the last look: skip it (a full pass
+	 * now and then catches what does not move the number). */
+	if (!full && mt->created && mt->gen == gen && !mt->pending)
+		return 0;
+	mt->gen = gen;
+	mt->pending = 0;
 	len = topic_config_text(t, cfg, sizeof(cfg));
 	if (len < 0)
 		return len == -ENOENT ? 0 : len;	/* deleted meanwhile */
@@ -742,6 +757,7 @@ static int sync_topic(struct peer *pe, struct topic *t, size_t *budget, int *cau
 				break;
 			if (*budget == 0) {
 				*caught = 0;
+				mt->pending = 1;
 				break;
 			}
 			if (atomic_load(&pe->r->stop)) {
@@ -781,7 +797,7 @@ static int cycle(struct peer *pe, int *caught)
 	uint32_t id = 0;
 	char *names = NULL;
 	struct topic *t;
-	int rc = 0;
+	int full, rc = 0;
 
 	*caught = 1;
 	while ((t = mq_topic_next(r->m, id))) {
@@ -817,9 +833,12 @@ static int cycle(struct peer *pe, int *caught)
 		pthread_mutex_unlock(&r->lock);
 	}
 	free(names);
+	full = mq_mono_ms() - pe->full_ms >= FULL_MS;
+	if (full)
+		pe->full_ms = mq_mono_ms();
 	for (size_t i = 0; i < nt; i++) {
 		if (rc == 0)
-			rc = sync_topic(pe, ts[i], &budget, caught);
+			rc = sync_topic(pe, ts[i], &budget, caught, full);
 		topic_unref(ts[i]);
 	}
 	free(ts);

@@ -262,10 +262,10 @@ static void lease_expiry_is_a_failure_and_the_last_one_dead_letters(void)
 	env_open(&e, dir, "partitions=1,ack_wait_ms=50,retry_backoff_ms=0,max_deliveries=2");
 	put(&e, 0, "poison\nok\n");
 	CHECK(!strcmp(take(&e, 1, 1), "0:0\tpoison\n"));
-	CHECK_EQ(lease_tick(e.ls, mq_mono_ms(), 10, &next), 0);
+	CHECK_EQ(lease_tick(e.ls, mq_mono_ms(), 10, 1, &next), 0);
 	CHECK(next > mq_mono_ms() && next <= mq_mono_ms() + 50);
 	sleep_ms(60);
-	CHECK_EQ(lease_tick(e.ls, mq_mono_ms(), 10, &next), 1);	/* expired */
+	CHECK_EQ(lease_tick(e.ls, mq_mono_ms(), 10, 1, &next), 1);	/* expired */
 	CHECK(!strcmp(take(&e, 1, 1), "0:0\tpoison\n"));
 	CHECK_EQ(nack(&e, "0:0 \tstill bad\r\n"), 0);	/* the second failure */
 	stat_of(&e, 0, &st);
