@@ -920,7 +920,9 @@ cpu_ticks() {
 	kill -0 "$writer" || assert_eq "gone" "still waiting" "the writer before rmdir"
 	rmdir "$A/t"
 	wait_for 10 eval "! kill -0 $writer 2>/dev/null"
-	wait "$writer" || true
+	status=0
+	wait "$writer" || status=$?
+	((status != 0)) || assert_eq "$status" "non-zero" "exit status of the waiting write"
 	command grep -q EIO "$BATS_TEST_TMPDIR/w.out" ||
 		assert_eq "$(command cat "$BATS_TEST_TMPDIR/w.out")" "EIO" "the waiting write"
 	kill -CONT "$STOPPED_PID"
@@ -984,7 +986,9 @@ cpu_ticks() {
 	MQ_BG_PIDS+=("$reader")
 	wait_for 10 parked "$reader"
 	echo follower >"$A/.mq/role"
-	wait_gone "$reader" || true
+	status=0
+	wait_gone "$reader" || status=$?
+	((status != 0)) || assert_eq "$status" "non-zero" "exit status of the parked reader"
 	command grep -q "Read-only file system" "$BATS_TEST_TMPDIR/parked.out" ||
 		assert_eq "$(command cat "$BATS_TEST_TMPDIR/parked.out")" "cat: ...: Read-only file system" "the parked reader"
 	sleep 1 # past ack_wait_ms: a leader would dead-letter 0:0 now

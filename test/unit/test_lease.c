@@ -3,6 +3,7 @@
  * a copy of DATA_DIR taken while the engine runs: every write the engine
  * made is in the kernel, so the copy is what kill -9 would leave. */
 #include "tap.h"
+#include "engine.h"
 
 #include <inttypes.h>
 #include <time.h>
@@ -14,29 +15,6 @@
 #include "../../core/mq.h"
 #include "../../core/partition.h"
 #include "../../core/topic.h"
-
-static struct mq *open_at(const char *dir, const char *opts)
-{
-	struct cfg_node n;
-	const char *why;
-	struct mq *m;
-	char buf[256], *save, *kv;
-
-	cfg_node_defaults(&n);
-	snprintf(buf, sizeof(buf), "%s", opts ? opts : "");
-	for (kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(kv, '=');
-
-		*eq = '\0';
-		if (cfg_node_set(&n, kv, eq + 1, &why) < 0) {
-			printf("# %s: %s\n", kv, why);
-			exit(2);
-		}
-	}
-	if (mq_open(dir, &n, &m) < 0 || mq_start(m) < 0)
-		exit(2);
-	return m;
-}
 
 /* The engine at dir with topic t (created if new) and group g. */
 struct env {
@@ -51,7 +29,7 @@ struct env {
 static void env_open(struct env *e, const char *dir, const char *opts)
 {
 	memset(e, 0, sizeof(*e));
-	e->m = open_at(dir, opts);
+	e->m = engine_open(dir, opts);
 	(void)mq_topic_create(e->m, "t");
 	e->t = mq_topic_find(e->m, "t");
 	(void)topic_group_create(e->t, "g");

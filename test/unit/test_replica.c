@@ -20,6 +20,7 @@
  * Tests that found bugs in core/ say "Was a bug:" where they check.
  */
 #include "tap.h"
+#include "engine.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -44,33 +45,6 @@
 /* ======================================================================
  * Helpers: engines, files
  * ====================================================================== */
-
-/* An engine on DATA_DIR dir with mount options opts ("k=v,k=v"), started;
- * exits the test program if that fails (nothing else could run). */
-static struct mq *node_open(const char *dir, const char *opts)
-{
-	struct cfg_node n;
-	const char *why;
-	struct mq *m;
-	char buf[512], *save, *kv;
-
-	cfg_node_defaults(&n);
-	snprintf(buf, sizeof(buf), "%s", opts ? opts : "");
-	for (kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(kv, '=');
-
-		*eq = '\0';
-		if (cfg_node_set(&n, kv, eq + 1, &why) < 0) {
-			printf("# %s: %s\n", kv, why);
-			exit(2);
-		}
-	}
-	if (mq_open(dir, &n, &m) < 0 || mq_start(m) < 0) {
-		printf("# cannot open an engine on %s\n", dir);
-		exit(2);
-	}
-	return m;
-}
 
 /* The path sub inside the running test's tmpdir (not created here). */
 static const char *subdir(const char *sub)
@@ -1312,7 +1286,7 @@ static void rx_applies_every_frame_type(void)
 	uint64_t offs[2] = { 2, 7 };	/* 7 is past partition 1's end */
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 1, "t", U1, cfg2);
 	f_msgs(&s, 1, "t", U1, 0, 0, 0, 1, "a\nbb\nccc\n", 1000);
 	f_msgs(&s, 1, "t", U1, 1, 0, 0, 1, "x\n", 2000);
@@ -1431,7 +1405,7 @@ static void rx_topic_with_another_uid_is_made_again(void)
 	size_t len;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 1, "t", U1, cfg);
 	f_msgs(&s, 1, "t", U1, 0, 0, 0, 1, "old1\nold2\n", 10);
 	f_group(&s, 1, "t", U1, G, off, 1);
@@ -1508,7 +1482,7 @@ static void rx_same_bytes_in_writes_of_every_size(void)
 	int bad = 0;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	chunk_stream(&s);
 	/* the reference: one write; and what it must be */
 	CHECK_EQ(replica_rx_open(m, &rx), 0);
@@ -1578,7 +1552,7 @@ static void rx_large_frames_are_reassembled(void)
 	size_t n = 0;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	for (int i = 0; i < 200; i++)
 		n += (size_t)sprintf(lines + n, "message %03d %.28s\n", i,
 				     "abcdefghijklmnopqrstuvwxyz0123456789");
@@ -1642,7 +1616,7 @@ static void rx_refuses_a_write_at_the_wrong_position_for_good(void)
 	size_t m1;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 1, "t", U1, cfg);
 	m1 = f_msgs(&s, 1, "t", U1, 0, 0, 0, 1, "a\n", 1);
 	CHECK_EQ(replica_rx_open(m, &rx), 0);
@@ -1688,7 +1662,7 @@ static void rx_refuses_damaged_frames_for_good(void)
 	size_t b, c;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 1, "t", U1, cfg);
 	f_msgs(&s, 1, "t", U1, 0, 0, 0, 1, "a\n", 1);
 	b = f_msgs(&s, 1, "t", U1, 0, 1, 0, 1, "b\n", 2);
@@ -1768,7 +1742,7 @@ static void rx_refuses_older_epochs(void)
 	size_t len;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	CHECK_EQ(mq_epoch(m), 0);
 	f_topic(&s, 5, "t", U1, cfg);
 	CHECK_EQ(feed_new(m, &s, 0), 0);
@@ -1797,7 +1771,7 @@ static void rx_refuses_older_epochs(void)
 	CHECK_EQ(next_of(m, "t", 0), 1);
 	mq_close(m);
 	/* epoch 5 is what the node knows after a restart */
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	CHECK_EQ(mq_epoch(m), 5);
 	mq_close(m);
 }
@@ -1810,7 +1784,7 @@ static void rx_refuses_gaps_and_what_is_not_here(void)
 	uint64_t off[2] = { 0, 0 };
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 1, "t", U1, cfg);
 	f_msgs(&s, 1, "t", U1, 0, 0, 0, 1, "a\nb\nc\n", 1);
 	f_msgs(&s, 1, "t", U1, 0, 5, 0, 1, "f\n", 6);	/* 3, 4 missing */
@@ -1863,7 +1837,7 @@ static void rx_leader_refuses_its_own_epoch_and_steps_down_for_a_newer_one(void)
 	char *st, want[160], hist[64];
 
 	tmpdir();
-	m = node_open(subdir("data"), "role=leader,partitions=1,sync=none");
+	m = engine_open(subdir("data"), "role=leader,partitions=1,sync=none");
 	/* a new leader takes an epoch of its own: counter 1, its id's tag */
 	e1 = mq_epoch_after(m, 0);
 	CHECK_EQ(e1 >> 16, 1);
@@ -1925,14 +1899,14 @@ static void rx_leader_refuses_its_own_epoch_and_steps_down_for_a_newer_one(void)
 	CHECK(mq_role(m) == CFG_ROLE_FOLLOWER);
 	CHECK_EQ(mq_epoch(m), e6);
 	mq_close(m);
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	CHECK_EQ(mq_epoch(m), e6);
 	mq_close(m);
 	/* mounted as leader again: it did not lead e6, so it takes a new one */
-	m = node_open(subdir("data"), "role=leader,partitions=1,sync=none");
+	m = engine_open(subdir("data"), "role=leader,partitions=1,sync=none");
 	CHECK_EQ(mq_epoch(m), mq_epoch_after(m, e6));
 	mq_close(m);
-	m = node_open(subdir("data"), "role=leader,partitions=1,sync=none");
+	m = engine_open(subdir("data"), "role=leader,partitions=1,sync=none");
 	CHECK_EQ(mq_epoch(m), mq_epoch_after(m, e6));	/* it led that one: kept */
 	mq_close(m);
 }
@@ -1946,7 +1920,7 @@ static void rx_state_text_reports_node_topics_and_parts(void)
 	struct mq *m;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 3, "t", U1, cfg);
 	f_msgs(&s, 3, "t", U1, 0, 0, 0, 1, "a\nb\n", 1);
 	f_msgs(&s, 3, "t", U1, 0, 2, 0, 3, "c\n", 3);
@@ -1989,7 +1963,7 @@ static void rx_state_text_has_the_whole_history(void)
 	size_t n = 0;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 70, "t", U1, cfg);
 	for (uint64_t i = 0; i < 70; i++)
 		f_msgs(&s, 70, "t", U1, 0, i, 0, i + 1, "m\n", (int64_t)i);
@@ -2018,7 +1992,7 @@ static void rx_trunc_and_trim_frames(void)
 	struct mq *m;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 3, "t", U1, cfg);
 	f_msgs(&s, 3, "t", U1, 0, 0, 0, 1, "m0\nm1\nm2\n", 1);
 	f_msgs(&s, 3, "t", U1, 0, 3, 3, 2, "m3\nm4\nm5\n", 4);
@@ -2081,7 +2055,7 @@ static void rx_resending_changes_nothing(void)
 	char *before, *after;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 2, "t", U1, cfg);
 	f_msgs(&s, 2, "t", U1, 0, 0, 0, 1, "a\nb\n", 1);
 	f_group(&s, 2, "t", U1, G, off, 1);
@@ -2120,7 +2094,7 @@ static void rx_sync_syncs_what_it_applied(void)
 	struct mq *m;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 1, "b", U1, batch);
 	f_topic(&s, 1, "n", U2, none);
 	CHECK_EQ(feed_new(m, &s, 0), 0);
@@ -2169,7 +2143,7 @@ static void rx_topic_takes_the_leaders_partition_count(void)
 	struct mq *m;
 
 	tmpdir();
-	m = node_open(subdir("data"), "role=follower,partitions=4,sync=none");
+	m = engine_open(subdir("data"), "role=follower,partitions=4,sync=none");
 	f_topic(&s, 1, "t", U1, cfg);
 	f_msgs(&s, 1, "t", U1, 1, 0, 0, 1, "a\n", 1);
 	CHECK_EQ(feed_new(m, &s, 0), 0);
@@ -2203,7 +2177,7 @@ static void rx_group_frame_with_any_name_lengths(void)
 	size_t at, at2;
 
 	tmpdir();
-	m = node_open(subdir("data"), FOLLOWER);
+	m = engine_open(subdir("data"), FOLLOWER);
 	f_topic(&s, 1, "orders", U1, cfg);
 	f_msgs(&s, 1, "orders", U1, 0, 0, 0, 1, "a\nb\nc\n", 1);
 	f_msgs(&s, 1, "orders", U1, 1, 0, 0, 1, "d\n", 1);
@@ -2263,7 +2237,7 @@ static void rx_header_only_frame_split_across_writes(void)
 		struct stream s = { 0 }, e = { 0 }, next = { 0 };
 		struct replica_rx *rx;
 		struct topic *t;
-		struct mq *m = node_open(subdir("data"), FOLLOWER);
+		struct mq *m = engine_open(subdir("data"), FOLLOWER);
 		int code = 0;
 
 		alarm(3);	/* a good run takes milliseconds */
